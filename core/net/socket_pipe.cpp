@@ -235,13 +235,14 @@ void socket_pipe::flush()
         maybe_shutdown();
         return;
     }
-    std::array<asio::const_buffer, max_write_gather> bufs;
+    // The gather list must outlive this call: asio keeps the buffer sequence
+    // object (a span over it) until the write completes.
     std::size_t count = 0;
-    for (auto it = outq_.begin(); it != outq_.end() && count < bufs.size(); ++it)
-        bufs[count++] = asio::buffer(it->data(), it->size());
+    for (auto it = outq_.begin(); it != outq_.end() && count < wbufs_.size(); ++it)
+        wbufs_[count++] = asio::buffer(it->data(), it->size());
     writing_ = true;
     sock_.async_write_some(
-        std::span<const asio::const_buffer>{bufs.data(), count},
+        std::span<const asio::const_buffer>{wbufs_.data(), count},
         asio::bind_executor(get_executor(),
                             [self = std::static_pointer_cast<socket_pipe>(shared_from_this())](
                                 error_code ec, std::size_t n) { self->on_written(ec, n); }));

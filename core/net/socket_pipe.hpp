@@ -12,6 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
 #include <chrono>
 #include <deque>
 #include <string>
@@ -67,6 +68,7 @@ private:
 
     socket_type sock_;
     std::deque<chunk> outq_;
+    std::array<asio::const_buffer, max_write_gather> wbufs_;  // the write in flight
     std::unique_ptr<asio::steady_timer> connect_timer_;
     std::string target_;  // host:port being connected to
     bool connected_ = false;
