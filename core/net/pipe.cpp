@@ -2,6 +2,7 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
 
 namespace muxgate::net {
 
@@ -265,6 +266,13 @@ void pipe::finish(mg_close_reason why, std::string message)
     last_close_ = why;
     last_message_ = message;
 
+    if (why != MG_CLOSE_DONE && spdlog::should_log(spdlog::level::debug)) {
+        static constexpr const char* kinds[] = {"?", "public", "stream", "local"};
+        spdlog::debug("{} pipe agent={} tunnel={} stream={} peer={} ended ({}): {} (in {} out {} "
+                      "bytes)",
+                      kinds[kind_ <= 3 ? kind_ : 0], agent, tunnel, stream_id, peer_address,
+                      static_cast<int>(why), message, bytes_in_, bytes_out_);
+    }
     on_finish();
     if (handle_) pipe_registry::instance().remove(handle_);
 
