@@ -184,7 +184,8 @@ private:
     // writer state
     boost::asio::steady_timer wake_;
     bool writer_waiting_ = false;
-    std::string ctrl_;           // control frames waiting
+    std::string ctrl_;           // control frames waiting, back to back
+    std::deque<std::uint32_t> ctrl_sizes_;  // size of each frame in ctrl_
     std::string ctrl_inflight_;  // control frames in the message being written
     struct data_slice {
         std::shared_ptr<stream_pipe> stream;
