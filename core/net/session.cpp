@@ -653,13 +653,13 @@ asio::awaitable<void> session::watchdog()
 
 // --------------------------------------------------------------- lifecycle
 
-void session::close(mux::close_code code, std::string reason)
+void session::close(mux::close_code code, std::string reason, bool explained)
 {
     if (closing_ || closed_) return;
     closing_ = true;
     close_code_ = code;
     close_reason_ = std::move(reason);
-    if (code != mux::close_code::normal && code != mux::close_code::going_away)
+    if (!explained && code != mux::close_code::normal && code != mux::close_code::going_away)
         send(msg::error{std::string{mux::describe(code)}, close_reason_});
     notify_writer();
 }

@@ -119,8 +119,10 @@ public:
     // Authentication finished: streams may open.
     void establish(std::uint32_t peer_window, std::uint32_t peer_max_frame,
                    std::uint32_t peer_max_message);
-    // Close with a code; control frames already queued go out first.
-    void close(mux::close_code code, std::string reason);
+    // Close with a code; control frames already queued go out first. An
+    // Error message explains the close first unless `explained` (an
+    // AuthError already did).
+    void close(mux::close_code code, std::string reason, bool explained = false);
     // Stop opening streams, tell the peer, close when streams are done or
     // after `grace`.
     void drain(std::chrono::milliseconds grace, std::string reason);
