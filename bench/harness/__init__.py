@@ -1,0 +1,1 @@
+"""The muxgate benchmark harness (see bench/README.md)."""
