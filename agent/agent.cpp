@@ -39,14 +39,8 @@ public:
     {
         if (auto* ok = std::get_if<msg::auth_ok>(&m)) return a_.on_auth_ok(s, *ok);
         if (auto* e = std::get_if<msg::auth_error>(&m)) return a_.on_auth_error(*e);
-        if (auto* r = std::get_if<msg::registered>(&m)) {
-            spdlog::info("tunnel {} is open at {}", r->tunnel, r->address);
-            return;
-        }
-        if (auto* r = std::get_if<msg::register_error>(&m)) {
-            spdlog::error("tunnel {} refused by the gateway: {} ({})", r->tunnel, r->message, r->code);
-            return;
-        }
+        if (auto* r = std::get_if<msg::registered>(&m)) return a_.on_registered(*r);
+        if (auto* r = std::get_if<msg::register_error>(&m)) return a_.on_register_error(s, *r);
         if (auto* g = std::get_if<msg::goodbye>(&m)) return a_.on_goodbye(*g);
         if (auto* e = std::get_if<msg::error>(&m)) {
             spdlog::warn("gateway reports {}: {}", e->code, e->message);
@@ -116,29 +110,9 @@ net::session_options agent::session_options() const
     return o;
 }
 
-bool agent::load_plugins(const std::string& modules_dir)
+plugin::load_outcome agent::load_plugins(const std::string& modules_dir)
 {
-    auto report = plugin::load_directory(modules_dir, cfg_.plugins);
-    bool ok = true;
-    for (const auto& r : report.refused) {
-        spdlog::error("plugin refused: {}", r);
-        if (!cfg_.plugins.empty()) ok = false;
-    }
-    for (auto& lib : report.loaded) {
-        auto host = std::make_shared<plugin::plugin_host>(std::move(lib), *this);
-        auto it = cfg_.plugin_config.find(host->name());
-        const std::string conf = it == cfg_.plugin_config.end() ? "{}" : it->second;
-        std::string error;
-        if (!host->create(conf, error)) {
-            spdlog::error("plugin refused: {}: create failed: {}", host->file().string(), error);
-            if (!cfg_.plugins.empty()) ok = false;
-            continue;
-        }
-        spdlog::debug("plugin {} {} (protocol_id {}) loaded from {}", host->name(),
-                      host->version(), host->protocol_id(), host->file().string());
-        plugins_.add(std::move(host));
-    }
-    return ok;
+    return plugin::load_all(plugins_, *this, modules_dir, cfg_.plugins, cfg_.plugin_config);
 }
 
 std::vector<std::string> agent::check_tunnels() const
@@ -335,20 +309,54 @@ void agent::on_auth_ok(net::session& s, const msg::auth_ok& ok)
                  ok.version);
     std::uint32_t id = 0;
     for (const auto& t : cfg_.tunnels) {
-        auto p = plugins_.by_name(t.protocol);
         ++id;
-        if (!p) {
-            spdlog::error("tunnel {}: no plugin \"{}\"; not registered", t.name, t.protocol);
-            continue;
-        }
-        msg::register_tunnel r;
-        r.id = id;
-        r.tunnel = t.name;
-        r.protocol_id = p->protocol_id();
-        r.remote_port = t.remote_port;
-        r.options = t.options;
-        s.send(r);
+        std::uint16_t port = t.remote_port;
+        if (port == 0)
+            if (auto it = assigned_ports_.find(t.name); it != assigned_ports_.end()) port = it->second;
+        send_register(s, t, id, port);
     }
+}
+
+void agent::send_register(net::session& s, const config::tunnel_config& t, std::uint32_t id,
+                          std::uint16_t port)
+{
+    auto p = plugins_.by_name(t.protocol);
+    if (!p) {
+        spdlog::error("tunnel {}: no plugin \"{}\"; not registered", t.name, t.protocol);
+        return;
+    }
+    msg::register_tunnel r;
+    r.id = id;
+    r.tunnel = t.name;
+    r.protocol_id = p->protocol_id();
+    r.remote_port = port;
+    r.options = t.options;
+    s.send(r);
+}
+
+void agent::on_registered(const msg::registered& r)
+{
+    spdlog::info("tunnel {} is open at {}", r.tunnel, r.address);
+    for (const auto& t : cfg_.tunnels) {
+        if (t.name != r.tunnel || t.remote_port != 0) continue;
+        std::string err;
+        if (auto hp = net::parse_host_port(r.address, err)) assigned_ports_[t.name] = hp->port;
+    }
+}
+
+void agent::on_register_error(net::session& s, const msg::register_error& r)
+{
+    for (std::size_t i = 0; i < cfg_.tunnels.size(); ++i) {
+        const auto& t = cfg_.tunnels[i];
+        if (t.name != r.tunnel || t.remote_port != 0 || !assigned_ports_.count(t.name)) continue;
+        // The port it had is taken now: take any.
+        spdlog::warn("tunnel {}: its previous port {} is not available ({}); asking for any port",
+                     t.name, assigned_ports_[t.name], r.message);
+        assigned_ports_.erase(t.name);
+        send_register(s, t, static_cast<std::uint32_t>(i + 1), 0);
+        return;
+    }
+    spdlog::error("tunnel {} refused by the gateway: {} ({})", r.tunnel, r.message, r.code);
 }
 
 void agent::on_auth_error(const msg::auth_error& e)

@@ -15,6 +15,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -28,7 +29,7 @@ public:
           std::shared_ptr<asio::ssl::context> tls);
     ~agent() override;
 
-    bool load_plugins(const std::string& modules_dir);
+    plugin::load_outcome load_plugins(const std::string& modules_dir);
     // Check the tunnels against the loaded plugins; problems are returned.
     std::vector<std::string> check_tunnels() const;
     int run();
@@ -61,12 +62,16 @@ public:
                    wire::msg::open&& o);
     void on_session_closed(mux::close_code code, const std::string& reason);
     void on_goodbye(const wire::msg::goodbye& g);
+    void on_registered(const wire::msg::registered& r);
+    void on_register_error(net::session& s, const wire::msg::register_error& r);
 
 private:
     asio::awaitable<void> connect_loop();
     asio::awaitable<std::shared_ptr<net::ws_transport>> dial(std::string& error, bool& retryable);
     void on_signal(const boost::system::error_code& ec, int sig);
     net::session_options session_options() const;
+    void send_register(net::session& s, const config::tunnel_config& t, std::uint32_t id,
+                       std::uint16_t port);
 
     config::agent_config cfg_;
     std::string token_;
@@ -82,6 +87,9 @@ private:
     std::shared_ptr<net::session> session_;
     asio::steady_timer closed_;  // cancelled when the session ends
     asio::steady_timer sleep_;   // backoff wait, cancelled on shutdown
+    // Ports the gateway chose for remote_port = 0 tunnels, asked for again
+    // after a reconnect so a tunnel keeps its public address.
+    std::map<std::string, std::uint16_t> assigned_ports_;
     bool stopping_ = false;
     bool authed_ = false;
     std::uint32_t retry_hint_ms_ = 0;

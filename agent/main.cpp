@@ -166,17 +166,17 @@ int main(int argc, char** argv)
                                                          : cfg.modules_dir;
     try {
         agent::agent a{cfg, tok, *url, tls};
-        const bool plugins_ok = a.load_plugins(modules);
+        const auto plugins = a.load_plugins(modules);
         const auto problems = a.check_tunnels();
         for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.c_str());
         if (args->has("check-config")) {
-            if (!plugins_ok || !problems.empty()) return 1;
+            if (plugins.refused > 0 || plugins.fatal || !problems.empty()) return 1;
             std::printf("%s: configuration OK (%zu tunnel%s)\n",
                         cfg.file.empty() ? "command line" : cfg.file.c_str(), cfg.tunnels.size(),
                         cfg.tunnels.size() == 1 ? "" : "s");
             return 0;
         }
-        if (!plugins_ok || !problems.empty()) return 1;
+        if (plugins.fatal || !problems.empty()) return 1;
         return a.run();
     } catch (const std::exception& e) {
         spdlog::critical("{}", e.what());

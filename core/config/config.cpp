@@ -153,6 +153,10 @@ public:
                                                 where(key), text));
                 return false;
             }
+            if (num > UINT64_MAX / mul) {
+                c_.add(n->source(), fmt::format("{}: \"{}\" is too large", where(key), text));
+                return false;
+            }
             v = num * mul;
         } else {
             c_.add(n->source(), fmt::format("{} must be a size in bytes", where(key)));
@@ -280,10 +284,6 @@ void parse_limits(reader& r, limits& l, bool gateway, context& c)
                                                 "than heartbeat_interval_ms ({})",
                                                 l.heartbeat_timeout_ms, l.heartbeat_interval_ms));
     }
-    if (l.write_quantum + 4 > l.max_frame_payload)
-        c.add(r.raw().source(), fmt::format("[limits] write_quantum ({}) must leave room for the "
-                                            "stream id within max_frame_payload ({})",
-                                            l.write_quantum, l.max_frame_payload));
     if (l.max_control_message + 5 > l.max_message)
         c.add(r.raw().source(), "[limits] max_message must hold a whole max_control_message");
     r.finish();
@@ -423,7 +423,7 @@ gateway_result parse_gateway(std::string_view text, std::string_view file)
             reader r{*t, "gateway", c};
             if (r.str("listen", g.listen)) {
                 std::string err;
-                if (!net::parse_host_port(g.listen, err))
+                if (!net::parse_host_port(g.listen, err, true))
                     c.add(r.node("listen")->source(), "[gateway] \"listen\": " + err);
             }
             if (r.str("path", g.path) && (g.path.empty() || g.path.front() != '/'))

@@ -108,7 +108,7 @@ void agent_link::on_auth(msg::auth&& a)
         spdlog::warn("auth failed from {} (agent \"{}\"): {}", remote_,
                      a.agent.substr(0, 64), log);
         session_->send(msg::auth_error{std::move(code), message, 0});
-        session_->close(cc, std::move(message));
+        session_->close(cc, std::move(message), true);
     };
     if (a.protocol != wire::protocol_version)
         return fail("unsupported_version",
@@ -121,9 +121,9 @@ void agent_link::on_auth(msg::auth&& a)
     if (a.max_frame < min_peer_frame || a.max_message < min_peer_message ||
         a.window < min_peer_window || a.max_message < a.max_frame + wire::frame_header_size)
         return fail("bad_limits",
-                    fmt::format("announced limits too small (max_frame >= {}, max_message >= {} "
-                                "and > max_frame, window >= {})",
-                                min_peer_frame, min_peer_message, min_peer_window),
+                    fmt::format("announced limits too small (window >= {}, max_frame >= {}, "
+                                "max_message >= {} and >= max_frame + 5)",
+                                min_peer_window, min_peer_frame, min_peer_message),
                     mux::close_code::policy, "limits too small");
     auto d = gw_.authenticate(a.agent, a.token, remote_ip_);
     if (!d.ok) return fail(d.code, d.message, mux::close_code::auth_failed, d.log);
@@ -135,7 +135,7 @@ void agent_link::on_auth(msg::auth&& a)
     std::string why;
     if (!gw_.agent_online(shared_from_this(), why)) {
         session_->send(msg::auth_error{"limit", why, 5000});
-        session_->close(mux::close_code::limit, why);
+        session_->close(mux::close_code::limit, why, true);
         return;
     }
     session_->establish(a.window, a.max_frame, a.max_message);

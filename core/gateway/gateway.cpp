@@ -245,32 +245,9 @@ net::session_options gateway::session_options() const
     return o;
 }
 
-bool gateway::load_plugins(const std::string& modules_dir)
+plugin::load_outcome gateway::load_plugins(const std::string& modules_dir)
 {
-    auto report = plugin::load_directory(modules_dir, cfg_.plugins);
-    bool ok = true;
-    for (const auto& r : report.refused) {
-        spdlog::error("plugin refused: {}", r);
-        if (!cfg_.plugins.empty()) ok = false;
-    }
-    for (auto& lib : report.loaded) {
-        auto host = std::make_shared<plugin::plugin_host>(std::move(lib), *this);
-        auto it = cfg_.plugin_config.find(host->name());
-        const std::string conf = it == cfg_.plugin_config.end() ? "{}" : it->second;
-        std::string error;
-        if (!host->create(conf, error)) {
-            spdlog::error("plugin refused: {}: create failed: {}", host->file().string(), error);
-            if (!cfg_.plugins.empty()) ok = false;
-            continue;
-        }
-        spdlog::info("plugin {} {} (protocol_id {}) loaded from {}", host->name(), host->version(),
-                     host->protocol_id(), host->file().string());
-        plugins_.add(std::move(host));
-    }
-    for (const auto& [name, conf] : cfg_.plugin_config)
-        if (!plugins_.by_name(name))
-            spdlog::warn("[plugins.{}] is configured but no such plugin is loaded", name);
-    return ok;
+    return plugin::load_all(plugins_, *this, modules_dir, cfg_.plugins, cfg_.plugin_config);
 }
 
 // ------------------------------------------------------------------- serving
@@ -278,7 +255,7 @@ bool gateway::load_plugins(const std::string& modules_dir)
 int gateway::run()
 {
     std::string err;
-    auto hp = net::parse_host_port(cfg_.listen, err);
+    auto hp = net::parse_host_port(cfg_.listen, err, true);
     if (!hp) {
         spdlog::error("listen: {}", err);
         return 1;

@@ -87,9 +87,8 @@ public:
             std::shared_ptr<asio::ssl::context> tls);
     ~gateway() override;
 
-    // Load and create plugins; problems are logged. False if a plugin the
-    // configuration lists could not be loaded or created.
-    bool load_plugins(const std::string& modules_dir);
+    // Load and create plugins; every refusal is logged.
+    plugin::load_outcome load_plugins(const std::string& modules_dir);
     // Bind, serve until drained or stopped. Returns the process exit code.
     int run();
 

@@ -139,7 +139,7 @@ int main(int argc, char** argv)
         cfg = std::move(res.cfg);
     }
     if (auto v = args->get("listen")) {
-        if (!net::parse_host_port(*v, err)) return fail("--listen: " + err);
+        if (!net::parse_host_port(*v, err, true)) return fail("--listen: " + err);
         cfg.listen = *v;
     }
     if (auto v = args->get("path")) {
@@ -239,10 +239,11 @@ int main(int argc, char** argv)
                                                          : cfg.modules_dir;
     try {
         gateway::gateway gw{cfg, config_path, tls};
-        const bool plugins_ok = gw.load_plugins(modules);
+        const auto plugins = gw.load_plugins(modules);
         if (args->has("check-config")) {
-            if (!plugins_ok) {
-                std::fprintf(stderr, "muxgate: plugin problems (see above)\n");
+            if (plugins.refused > 0 || plugins.fatal) {
+                std::fprintf(stderr, "muxgate: %zu plugin%s refused (see above)\n", plugins.refused,
+                             plugins.refused == 1 ? "" : "s");
                 return 1;
             }
             std::printf("%s: configuration OK (%zu agent entr%s, %zu plugin%s)\n",
@@ -251,7 +252,10 @@ int main(int argc, char** argv)
                         gw.plugins().all().size(), gw.plugins().all().size() == 1 ? "" : "s");
             return 0;
         }
-        if (!plugins_ok) return 1;
+        if (plugins.fatal) {
+            spdlog::critical("a plugin listed in the configuration is missing or failed (see above)");
+            return 1;
+        }
         if (gw.plugins().all().empty())
             spdlog::warn("no plugins loaded from {}: agents cannot register tunnels", modules);
         return gw.run();

@@ -12,19 +12,18 @@ std::string_view describe(close_code c) noexcept
 {
     switch (c) {
     case close_code::normal: return "normal";
-    case close_code::going_away: return "going away";
-    case close_code::protocol_error: return "protocol error";
-    case close_code::unsupported_data: return "unsupported data";
-    case close_code::policy: return "policy violation";
-    case close_code::too_big: return "message too big";
-    case close_code::internal: return "internal error";
-    case close_code::auth_timeout: return "auth timeout";
-    case close_code::auth_failed: return "auth failed";
-    case close_code::replaced: return "replaced by a newer session";
-    case close_code::heartbeat_timeout: return "heartbeat timeout";
-    case close_code::version: return "unsupported protocol version";
-    case close_code::rate_limited: return "rate limited";
-    case close_code::limit: return "limit exceeded";
+    case close_code::going_away: return "going_away";
+    case close_code::protocol_error: return "protocol_error";
+    case close_code::unsupported_data: return "unsupported_data";
+    case close_code::policy: return "policy_violation";
+    case close_code::too_big: return "message_too_big";
+    case close_code::internal: return "internal_error";
+    case close_code::auth_timeout: return "auth_timeout";
+    case close_code::auth_failed: return "auth_failed";
+    case close_code::replaced: return "replaced";
+    case close_code::heartbeat_timeout: return "heartbeat_timeout";
+    case close_code::version: return "version";
+    case close_code::limit: return "limit";
     }
     return "unknown";
 }
@@ -73,7 +72,9 @@ std::optional<fatal> engine::on_control(std::span<const std::uint8_t> payload)
                                      std::holds_alternative<msg::error>(m) ||
                                      std::holds_alternative<msg::goodbye>(m));
         if (!expected) {
-            return fatal{close_code::policy,
+            // A gateway refuses anything but Auth as policy; an agent that
+            // hears something else from a gateway faces a broken peer.
+            return fatal{role_ == role::gateway ? close_code::policy : close_code::protocol_error,
                          fmt::format("{} before authentication (expected {})", type,
                                      role_ == role::gateway ? "Auth" : "AuthOk")};
         }
@@ -128,7 +129,8 @@ std::optional<fatal> engine::unknown_stream(std::uint32_t id, std::string_view w
 std::optional<fatal> engine::on_data_frame(const wire::frame& f)
 {
     if (!established_)
-        return fatal{close_code::policy, "stream data before authentication"};
+        return fatal{role_ == role::gateway ? close_code::policy : close_code::protocol_error,
+                     "stream data before authentication"};
     auto it = streams_.find(f.stream);
     if (it == streams_.end()) return unknown_stream(f.stream, "data");
     auto& s = it->second;
@@ -250,7 +252,9 @@ std::optional<fatal> engine::on_stream_message(wire::control_message&& m)
 void engine::establish(std::uint32_t peer_window, std::uint32_t peer_max_frame)
 {
     established_ = true;
-    peer_window_ = peer_window;
+    // A window is at most max_credit: larger announcements are read as that,
+    // so the first Window returning credit cannot overflow the stream.
+    peer_window_ = static_cast<std::uint32_t>(std::min<std::int64_t>(peer_window, max_credit));
     peer_max_frame_ = peer_max_frame;
 }
 
@@ -368,7 +372,7 @@ void engine::stream_error(std::uint32_t id, std::string_view code, std::string m
     handler_.on_reset(id, end_reason::stream_error, code, message);
 }
 
-void engine::erase(std::uint32_t id)
+void engine::erase(std::uint32_t id) noexcept
 {
     auto it = streams_.find(id);
     if (it == streams_.end()) return;

@@ -41,7 +41,6 @@ enum class close_code : std::uint16_t {
     replaced = 4003,          // a newer session of the same agent took over
     heartbeat_timeout = 4004,
     version = 4005,           // unsupported protocol version
-    rate_limited = 4006,
     limit = 4007,             // a configured limit was exceeded
 };
 
@@ -141,7 +140,7 @@ public:
     // Abort a stream from this side (sends Reset).
     void reset(std::uint32_t stream, std::string_view code, std::string_view message);
     // Forget a stream without telling the peer (the connection is closing).
-    void forget(std::uint32_t stream) noexcept { streams_.erase(stream); }
+    void forget(std::uint32_t stream) noexcept { erase(stream); }
 
     bool has(std::uint32_t stream) const noexcept { return streams_.count(stream) != 0; }
     std::size_t stream_count() const noexcept { return streams_.size(); }
@@ -166,7 +165,7 @@ private:
     std::optional<fatal> on_stream_message(wire::control_message&& m);
     std::optional<fatal> unknown_stream(std::uint32_t id, std::string_view what) const;
     void stream_error(std::uint32_t id, std::string_view code, std::string message);
-    void erase(std::uint32_t id);
+    void erase(std::uint32_t id) noexcept;
     bool seen(std::uint32_t id) const noexcept;
 
     role role_;
@@ -182,6 +181,8 @@ private:
     std::unordered_map<std::uint32_t, stream_state> streams_;
 };
 
+// The close code's name, also used as the code of the Error message sent
+// before closing: "protocol_error", "policy_violation", ...
 std::string_view describe(close_code c) noexcept;
 
 }  // namespace muxgate::mux

@@ -27,36 +27,76 @@ std::optional<std::uint16_t> parse_port(std::string_view s, std::string& error, 
 
 }  // namespace
 
-std::optional<host_port> parse_host_port(std::string_view text, std::string& error,
-                                         bool allow_zero)
+namespace {
+
+bool valid_host_char(char c)
+{
+    const auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u != 0x7f && c != '[' && c != ']' && c != '/' && c != '@' && c != '?' &&
+           c != '#';
+}
+
+// "host", "host:port", "[v6]" or "[v6]:port". `default_port` 0 means the
+// port is required.
+std::optional<host_port> split_authority(std::string_view text, std::string_view whole,
+                                         std::uint16_t default_port, bool allow_zero,
+                                         std::string& error)
 {
     host_port out;
     std::string_view port;
+    bool has_port = false;
     if (!text.empty() && text.front() == '[') {
         const auto close = text.find(']');
-        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-            error = fmt::format("\"{}\" is not [ipv6]:port", text);
+        if (close == std::string_view::npos) {
+            error = fmt::format("\"{}\": unterminated [ipv6] host", whole);
             return std::nullopt;
         }
         out.host = std::string{text.substr(1, close - 1)};
-        port = text.substr(close + 2);
+        const auto after = text.substr(close + 1);
+        if (!after.empty()) {
+            if (after.front() != ':') {
+                error = fmt::format("\"{}\": expected :port after ]", whole);
+                return std::nullopt;
+            }
+            port = after.substr(1);
+            has_port = true;
+        }
     } else {
-        const auto colon = text.rfind(':');
-        if (colon == std::string_view::npos) {
-            error = fmt::format("\"{}\" has no port (expected host:port)", text);
+        const auto colon = text.find(':');
+        if (colon != std::string_view::npos && text.find(':', colon + 1) != std::string_view::npos) {
+            error = fmt::format("\"{}\": write IPv6 addresses as [addr]:port", whole);
             return std::nullopt;
         }
         out.host = std::string{text.substr(0, colon)};
-        if (out.host.find(':') != std::string::npos) {
-            error = fmt::format("\"{}\": write IPv6 addresses as [addr]:port", text);
+        if (colon != std::string_view::npos) {
+            port = text.substr(colon + 1);
+            has_port = true;
+        }
+    }
+    if (!std::all_of(out.host.begin(), out.host.end(), valid_host_char)) {
+        error = fmt::format("\"{}\": invalid character in host", whole);
+        return std::nullopt;
+    }
+    if (!has_port) {
+        if (default_port == 0) {
+            error = fmt::format("\"{}\" has no port (expected host:port)", whole);
             return std::nullopt;
         }
-        port = text.substr(colon + 1);
+        out.port = default_port;
+        return out;
     }
     auto p = parse_port(port, error, allow_zero);
     if (!p) return std::nullopt;
     out.port = *p;
     return out;
+}
+
+}  // namespace
+
+std::optional<host_port> parse_host_port(std::string_view text, std::string& error,
+                                         bool allow_zero)
+{
+    return split_authority(text, text, 0, allow_zero, error);
 }
 
 std::string format_host_port(std::string_view host, std::uint16_t port)
@@ -121,23 +161,10 @@ std::optional<url> parse_url(std::string_view text, std::string& error)
         error = fmt::format("\"{}\" has no host", text);
         return std::nullopt;
     }
-    const bool bracketed = authority.front() == '[';
-    const auto close = bracketed ? authority.find(']') : std::string_view::npos;
-    const auto colon = bracketed ? (close == std::string_view::npos ? close : authority.find(':', close))
-                                 : authority.rfind(':');
-    if (bracketed && close == std::string_view::npos) {
-        error = fmt::format("\"{}\": unterminated [ipv6] host", text);
-        return std::nullopt;
-    }
-    if (colon == std::string_view::npos) {
-        out.host = std::string{bracketed ? authority.substr(1, close - 1) : authority};
-        out.port = default_port;
-    } else {
-        out.host = std::string{bracketed ? authority.substr(1, close - 1) : authority.substr(0, colon)};
-        auto p = parse_port(authority.substr(colon + 1), error, false);
-        if (!p) return std::nullopt;
-        out.port = *p;
-    }
+    auto hp = split_authority(authority, text, default_port, false, error);
+    if (!hp) return std::nullopt;
+    out.host = std::move(hp->host);
+    out.port = hp->port;
     if (out.host.empty()) {
         error = fmt::format("\"{}\" has no host", text);
         return std::nullopt;

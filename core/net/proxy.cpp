@@ -41,7 +41,8 @@ connect_response parse_connect_response(std::string_view bytes, std::size_t max_
     const auto line_end = bytes.find("\r\n");
     const std::string_view line = bytes.substr(0, line_end);
     // HTTP/1.x SP 3DIGIT SP reason
-    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ') {
+    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[7] < '0' || line[7] > '9' ||
+        line[8] != ' ' || (line.size() > 12 && line[12] != ' ')) {
         r.result = connect_response::state::malformed;
         r.reason = std::string{line.substr(0, 80)};
         return r;

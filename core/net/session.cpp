@@ -208,7 +208,9 @@ void session::send_control(wire::control_message&& m) { append_control(m); }
 void session::append_control(const wire::control_message& m)
 {
     if (closed_) return;
+    const auto before = ctrl_.size();
     wire::append_control_frame(ctrl_, wire::serialize(m));
+    ctrl_sizes_.push_back(static_cast<std::uint32_t>(ctrl_.size() - before));
     if (ctrl_.size() > opts_.max_control_backlog && !closing_) {
         // The peer sends us work but does not read our answers.
         asio::post(ex_, [self = shared_from_this()] {
@@ -386,18 +388,30 @@ void session::build_message()
     fin_frames_.clear();
     inflight_.clear();
     ctrl_inflight_.clear();
-    std::swap(ctrl_, ctrl_inflight_);
 
-    std::size_t used = ctrl_inflight_.size();
+    // Every frame counts against the peer's max_message: control frames are
+    // taken whole, as many as fit (at least one), then data, then Fins.
+    const std::size_t budget =
+        std::min<std::size_t>(opts_.max_message_out,
+                              peer_max_message_ ? peer_max_message_ : opts_.max_message_out);
+    std::size_t used = 0;
+    while (!ctrl_sizes_.empty() && (used == 0 || used + ctrl_sizes_.front() <= budget)) {
+        used += ctrl_sizes_.front();
+        ctrl_sizes_.pop_front();
+    }
+    if (used == ctrl_.size()) {
+        std::swap(ctrl_, ctrl_inflight_);
+        ctrl_.clear();
+    } else {
+        ctrl_inflight_.assign(ctrl_, 0, used);
+        ctrl_.erase(0, used);
+    }
     if (used) seq_.emplace_back(ctrl_inflight_.data(), ctrl_inflight_.size());
     if (closing_) {
         ready_.clear();
         return;
     }
 
-    const std::size_t budget =
-        std::min<std::size_t>(opts_.max_message_out,
-                              peer_max_message_ ? peer_max_message_ : opts_.max_message_out);
     const std::size_t max_payload =
         std::max<std::size_t>(1, std::size_t{engine_.peer_max_frame()} - wire::stream_id_size);
 
@@ -435,10 +449,17 @@ void session::build_message()
             }
         }
         if (s->outq_.empty() && s->fin_requested() && !s->fin_sent_) {
-            auto& f = fin_frames_.emplace_back();
+            std::string f;
             wire::append_control_frame(f, wire::serialize(msg::fin{id}));
-            seq_.emplace_back(f.data(), f.size());
-            used += f.size();
+            if (used + f.size() > budget) {
+                // No room left in this message: the Fin leads the next one.
+                s->ready_ = true;
+                ready_.push_front(std::move(s));
+                break;
+            }
+            auto& stored = fin_frames_.emplace_back(std::move(f));
+            seq_.emplace_back(stored.data(), stored.size());
+            used += stored.size();
             engine_.fin_sent(id);
             s->fin_sent_ = true;
             inflight_.push_back({s, chunk{}, 0, true});
@@ -616,13 +637,13 @@ asio::awaitable<void> session::watchdog()
 
 // --------------------------------------------------------------- lifecycle
 
-void session::close(mux::close_code code, std::string reason)
+void session::close(mux::close_code code, std::string reason, bool explained)
 {
     if (closing_ || closed_) return;
     closing_ = true;
     close_code_ = code;
     close_reason_ = std::move(reason);
-    if (code != mux::close_code::normal && code != mux::close_code::going_away)
+    if (!explained && code != mux::close_code::normal && code != mux::close_code::going_away)
         send(msg::error{std::string{mux::describe(code)}, close_reason_});
     notify_writer();
 }

@@ -119,8 +119,10 @@ public:
     // Authentication finished: streams may open.
     void establish(std::uint32_t peer_window, std::uint32_t peer_max_frame,
                    std::uint32_t peer_max_message);
-    // Close with a code; control frames already queued go out first.
-    void close(mux::close_code code, std::string reason);
+    // Close with a code; control frames already queued go out first. An
+    // Error message explains the close first unless `explained` (an
+    // AuthError already did).
+    void close(mux::close_code code, std::string reason, bool explained = false);
     // Stop opening streams, tell the peer, close when streams are done or
     // after `grace`.
     void drain(std::chrono::milliseconds grace, std::string reason);
@@ -184,7 +186,8 @@ private:
     // writer state
     boost::asio::steady_timer wake_;
     bool writer_waiting_ = false;
-    std::string ctrl_;           // control frames waiting
+    std::string ctrl_;           // control frames waiting, back to back
+    std::deque<std::uint32_t> ctrl_sizes_;  // size of each frame in ctrl_
     std::string ctrl_inflight_;  // control frames in the message being written
     struct data_slice {
         std::shared_ptr<stream_pipe> stream;

@@ -443,4 +443,37 @@ void plugin_set::destroy_all()
     for (auto& p : all_) p->destroy();
 }
 
+load_outcome load_all(plugin_set& set, host_services& services, const std::string& dir,
+                      const std::vector<std::string>& only,
+                      const std::map<std::string, std::string>& configs)
+{
+    load_outcome out;
+    auto report = load_directory(dir, only);
+    for (const auto& r : report.refused) {
+        spdlog::error("plugin refused: {}", r);
+        ++out.refused;
+    }
+    for (auto& lib : report.loaded) {
+        auto host = std::make_shared<plugin_host>(std::move(lib), services);
+        auto it = configs.find(host->name());
+        const std::string conf = it == configs.end() ? "{}" : it->second;
+        std::string error;
+        if (!host->create(conf, error)) {
+            spdlog::error("plugin refused: {}: create failed: {}", host->file().string(), error);
+            ++out.refused;
+            continue;
+        }
+        spdlog::info("plugin {} {} (protocol_id {}) loaded from {}", host->name(), host->version(),
+                     host->protocol_id(), host->file().string());
+        set.add(std::move(host));
+        ++out.loaded;
+    }
+    for (const auto& want : only)
+        if (!set.by_name(want)) out.fatal = true;
+    for (const auto& [name, conf] : configs)
+        if (!set.by_name(name))
+            spdlog::warn("[plugins.{}] is configured but no such plugin is loaded", name);
+    return out;
+}
+
 }  // namespace muxgate::plugin

@@ -124,4 +124,17 @@ private:
     std::array<std::shared_ptr<plugin_host>, 256> by_id_{};
 };
 
+struct load_outcome {
+    std::size_t loaded = 0;
+    std::size_t refused = 0;  // files refused, or plugins whose create() failed
+    bool fatal = false;       // a plugin named in `only` is missing or failed
+};
+
+// Loads every plugin of `dir` into `set` (only those named in `only`, if
+// any), creating each with its configuration from `configs`. Every refusal
+// is logged as "plugin refused: <file>: <reason>".
+load_outcome load_all(plugin_set& set, host_services& services, const std::string& dir,
+                      const std::vector<std::string>& only,
+                      const std::map<std::string, std::string>& configs);
+
 }  // namespace muxgate::plugin

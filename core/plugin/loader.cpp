@@ -27,6 +27,22 @@ bool valid_name(const char* name)
     });
 }
 
+// Boost.DLL's message is "... failed (dlerror system message: <path>: <why>):
+// <unrelated errno>"; the dynamic loader's <why> (e.g. "invalid ELF header")
+// is what an operator needs.
+std::string dlopen_reason(std::string_view what, const fs::path& file)
+{
+    constexpr std::string_view tag = "dlerror system message: ";
+    auto b = what.find(tag);
+    if (b == std::string_view::npos) return std::string{what};
+    b += tag.size();
+    auto e = what.rfind("):");
+    std::string_view why = what.substr(b, e == std::string_view::npos || e < b ? std::string_view::npos : e - b);
+    const std::string prefix = file.string() + ": ";
+    if (why.substr(0, prefix.size()) == prefix) why.remove_prefix(prefix.size());
+    return std::string{why};
+}
+
 }  // namespace
 
 std::optional<std::string> check_descriptor(const mg_plugin_descriptor& d)
@@ -63,7 +79,7 @@ fs::path default_modules_dir()
     std::error_code ec;
     const fs::path exe = boost::dll::program_location(ec);
     if (ec) return fs::path{"modules"};
-    return (exe.parent_path() / ".." / "lib" / "muxgate" / "modules").lexically_normal();
+    return (exe.parent_path() / MUXGATE_MODULES_RELATIVE).lexically_normal();
 }
 
 load_report load_directory(const fs::path& dir, const std::vector<std::string>& only)
@@ -88,7 +104,8 @@ load_report load_directory(const fs::path& dir, const std::vector<std::string>& 
             l.lib = std::make_shared<boost::dll::shared_library>(
                 file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
         } catch (const std::exception& e) {
-            report.refused.push_back(fmt::format("{}: cannot load: {}", file.string(), e.what()));
+            report.refused.push_back(
+                fmt::format("{}: cannot load: {}", file.string(), dlopen_reason(e.what(), file)));
             continue;
         }
         if (!l.lib->has(MG_PLUGIN_SYMBOL)) {

@@ -40,8 +40,8 @@ struct load_report {
 load_report load_directory(const std::filesystem::path& dir,
                            const std::vector<std::string>& only = {});
 
-// The modules directory bundled with this binary: <exe dir>/../lib/muxgate/modules,
-// valid both in the build tree and in an installed prefix.
+// The modules directory bundled with this binary: <libdir>/muxgate/modules
+// relative to <bindir>, valid both in the build tree and in an installed prefix.
 std::filesystem::path default_modules_dir();
 
 }  // namespace muxgate::plugin

@@ -129,6 +129,15 @@ simdjson::dom::parser& thread_parser()
 
 }  // namespace
 
+std::string_view utf8_prefix(std::string_view s, std::size_t max) noexcept
+{
+    if (s.size() <= max) return s;
+    std::size_t n = max;
+    // Back up over continuation bytes (10xxxxxx) to the start of a sequence.
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+    return s.substr(0, n);
+}
+
 parse_result parse_control(std::string_view text)
 {
     parse_result bad;
@@ -278,8 +287,7 @@ parse_result parse_control(std::string_view text)
         return finish(r, std::move(m));
     }
     bad.unknown_type = true;
-    bad.error = fmt::format("unknown control message type \"{}\"",
-                            type.substr(0, std::min<std::size_t>(type.size(), 64)));
+    bad.error = fmt::format("unknown control message type \"{}\"", utf8_prefix(type, 64));
     return bad;
 }
 
@@ -310,7 +318,9 @@ struct type_visitor {
 json::value object_value(const std::string& text)
 {
     boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
+    json::parse_options opt;
+    opt.max_depth = 1024;  // as deep as simdjson accepted it on the way in
+    json::value v = json::parse(text, ec, {}, opt);
     if (ec || !v.is_object()) return json::object{};
     return v;
 }

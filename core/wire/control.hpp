@@ -128,6 +128,10 @@ struct parse_result {
 // Parses one control payload. Never throws on bad input.
 parse_result parse_control(std::string_view json);
 
+// The longest prefix of `s` of at most `max` bytes that does not cut a UTF-8
+// sequence in two (for texts that end up in JSON or a close reason).
+std::string_view utf8_prefix(std::string_view s, std::size_t max) noexcept;
+
 // Serializes a message to compact JSON.
 std::string serialize(const control_message& m);
 

@@ -316,9 +316,11 @@ typedef struct mg_plugin_vtable {
     uint32_t struct_size;
 
     /* Create the plugin instance for this process. config_json is the plugin's
-     * section of the host configuration ("{}" if none). On failure write a
-     * NUL-terminated reason into err (err_size bytes) and return an error.
-     * `host` stays valid until destroy returns. */
+     * section of the host configuration ("{}" if none). On success store a
+     * non-NULL instance and return MG_OK (a NULL instance counts as failure).
+     * On failure write a NUL-terminated reason into err (err_size bytes) and
+     * return an error; destroy is then not called. `host` stays valid until
+     * destroy returns. */
     mg_status (*create)(const mg_host_api* host, mg_str config_json, void** instance,
                         char* err, size_t err_size);
     /* Called once, after every pipe of the plugin is closed. */
