@@ -45,7 +45,7 @@ public:
             end_ = live;
             return;
         }
-        std::size_t cap = cap_ ? cap_ : 1024;
+        std::size_t cap = cap_ ? cap_ : 4096;
         while (cap < live + n) cap *= 2;
         auto* q = static_cast<std::uint8_t*>(std::malloc(cap));
         if (!q) throw std::bad_alloc{};

@@ -18,6 +18,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// A connection quiet this long gives back the buffers its last burst grew.
+constexpr auto idle_trim_after = std::chrono::seconds{2};
+
 // Frames in one WebSocket message; bounds the header arena and the iovec the
 // message becomes.
 constexpr std::size_t max_frames_per_message = 256;
@@ -613,6 +616,7 @@ asio::awaitable<void> session::watchdog()
         }
         if (now >= next_sweep) {
             next_sweep = now + 1s;
+            if (now - last_rx_ > idle_trim_after && ready_.empty() && ctrl_.empty()) ws_->trim();
             std::vector<std::shared_ptr<stream_pipe>> expired;
             std::vector<std::shared_ptr<stream_pipe>> idle;
             for (auto& [id, s] : streams_) {

@@ -33,6 +33,8 @@ public:
     virtual std::string error_text() const = 0;
     // Largest message read() accepts.
     virtual void set_read_limit(std::size_t bytes) = 0;
+    // The connection has been quiet: give back buffers a burst grew.
+    virtual void trim() = 0;
 };
 
 }  // namespace muxgate::net

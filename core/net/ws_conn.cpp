@@ -257,8 +257,6 @@ asio::awaitable<error_code> ws_conn::flush()
         error_ = fmt::format("send failed: {}", ec.message());
         co_return ec;
     }
-    // A one-off large message does not pin its buffer.
-    if (tx_.capacity() > big_buffer) tx_.release();
     co_return error_code{};
 }
 
@@ -286,15 +284,18 @@ void ws_conn::send_control(ws::opcode op, std::string_view payload)
     if (put_tx(frame, h + n) && !writing_) try_flush();
 }
 
-void ws_conn::release_idle_buffers()
+void ws_conn::trim()
 {
-    // Called before waiting for the peer with nothing buffered: what a burst
-    // grew goes back, so thousands of idle sessions stay small.
+    // Called by the session when the connection has been quiet for a while:
+    // buffers a burst grew go back, so thousands of idle sessions stay small.
+    // (Never on the data path: freeing and regrowing a 256 KiB buffer per
+    // message costs more than the data.)
     if (rx_.empty()) {
         rx_.release();
         rx_want_ = small_buffer;
     }
     if (plain_.empty() && pending_consume_ == 0) plain_.release();
+    if (!writing_ && tx_.empty()) tx_.release();
     if (!writing_) staging_.release();
 }
 
@@ -438,7 +439,6 @@ asio::awaitable<error_code> ws_conn::read(std::span<const std::uint8_t>& message
         const io x = fill_plain(want);
         if (x == io::ok) continue;
         if (x == io::would_block) {
-            if (plain_.empty()) release_idle_buffers();
             auto [ec] = co_await sock_.async_wait(asio::ip::tcp::socket::wait_read,
                                                   asio::as_tuple(asio::use_awaitable));
             if (ec) {
@@ -486,7 +486,6 @@ asio::awaitable<error_code> ws_conn::write(std::span<const asio::const_buffer> b
     }
     if (!ec) ec = co_await flush();
     writing_ = false;
-    if (staging_.capacity() > big_buffer && total < big_buffer / 4) staging_.release();
     co_return ec;
 }
 

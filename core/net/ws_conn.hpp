@@ -60,6 +60,7 @@ public:
     std::string peer_close_reason() const override { return peer_reason_; }
     std::string error_text() const override { return error_; }
     void set_read_limit(std::size_t bytes) override { decoder_.set_max_message(bytes); }
+    void trim() override;
     void set_close_timeout(std::chrono::milliseconds t) noexcept { close_timeout_ = t; }
 
 private:
@@ -78,7 +79,6 @@ private:
     void try_flush();
     // Queue a control frame (pong, close) for sending at once or by the writer.
     void send_control(ws::opcode op, std::string_view payload);
-    void release_idle_buffers();
     void mask_key(std::uint8_t key[4]);
 
     boost::asio::ip::tcp::socket sock_;
