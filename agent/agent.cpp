@@ -119,11 +119,22 @@ std::vector<std::string> agent::check_tunnels() const
 {
     std::vector<std::string> problems;
     for (const auto& t : cfg_.tunnels) {
-        const std::string where =
-            t.line ? fmt::format("{}:{}: ", cfg_.file, t.line) : std::string{"--tunnel: "};
-        if (!plugins_.by_name(t.protocol))
+        const std::string where = t.line ? fmt::format("{}:{}:{}: ", cfg_.file, t.line, t.column)
+                                         : std::string{"--tunnel: "};
+        auto p = plugins_.by_name(t.protocol);
+        if (!p) {
             problems.push_back(fmt::format("{}tunnel \"{}\": no plugin \"{}\" is loaded", where,
                                            t.name, t.protocol));
+            continue;
+        }
+        mg_stream_info info{};
+        info.struct_size = sizeof info;
+        info.tunnel = mg_str{t.name.data(), t.name.size()};
+        info.target_host = mg_str{t.local_host.data(), t.local_host.size()};
+        info.target_port = t.local_port;
+        info.options_json = mg_str{t.options.data(), t.options.size()};
+        if (auto why = p->check_tunnel(info); !why.empty())
+            problems.push_back(fmt::format("{}tunnel \"{}\": {}", where, t.name, why));
     }
     return problems;
 }
@@ -400,6 +411,14 @@ void agent::on_stream(net::session&, const std::shared_ptr<net::stream_pipe>& p,
 
 void agent::on_session_closed(mux::close_code code, const std::string& reason)
 {
+    if (code == mux::close_code::replaced) {
+        // Two agents run with one name: each connection throws the other
+        // out. Say so plainly and back off fully, instead of flapping.
+        spdlog::error("another agent connected with the name \"{}\" and replaced this one; "
+                      "give each agent its own name (waiting {} ms)",
+                      cfg_.name, cfg_.backoff_max_ms);
+        retry_hint_ms_ = cfg_.backoff_max_ms;
+    }
     if (authed_ || code != mux::close_code::normal)
         spdlog::warn("gateway connection closed: {} ({})", reason, static_cast<int>(code));
     closed_.cancel();

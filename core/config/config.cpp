@@ -587,6 +587,7 @@ agent_result parse_agent(std::string_view text, std::string_view file)
                     reader r{t, "[tunnel]", c};
                     tunnel_config tc;
                     tc.line = t.source().begin.line;
+                    tc.column = t.source().begin.column;
                     r.str("protocol", tc.protocol, true);
                     r.integer("remote_port", tc.remote_port, 0, 65535);
                     std::string local;

@@ -34,7 +34,7 @@ struct limits {
     std::uint32_t stream_window = 256 * 1024;        // receive credit per stream
     std::uint32_t high_watermark = 256 * 1024;       // unconsumed bytes before a socket pauses
     std::uint32_t max_streams_per_agent = 4096;
-    std::uint32_t max_pending_opens = 256;           // gateway: Opens not yet answered
+    std::uint32_t max_pending_opens = 1024;          // gateway: Opens not yet answered
     std::uint32_t max_tunnels_per_agent = 64;        // gateway
     std::uint32_t max_control_backlog = 1024 * 1024; // unsent control bytes before the peer is dropped
     std::uint32_t auth_timeout_ms = 10'000;
@@ -95,7 +95,8 @@ struct tunnel_config {
     std::string local_host;
     std::uint16_t local_port = 0;
     std::string options = "{}";  // JSON object
-    std::uint32_t line = 0;
+    std::uint32_t line = 0;      // where the [[tunnel]] is, for messages (0: command line)
+    std::uint32_t column = 0;
 };
 
 struct agent_config {

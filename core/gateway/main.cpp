@@ -9,6 +9,7 @@
 #include "plugin/loader.hpp"
 
 #include <fmt/format.h>
+#include <openssl/ssl.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -206,9 +207,8 @@ int main(int argc, char** argv)
                         names.push_back(hp->host);
                     generated = net::make_self_signed(names);
                     to.generated = &*generated;
-                    spdlog::info("self-signed certificate sha256 fingerprint {}", generated->fingerprint);
-                    spdlog::info("self-signed certificate public key pin {}", generated->pin);
-                    if (!cfg.cert.empty() && !cfg.key.empty()) {
+                    spdlog::info("generated a self-signed certificate");
+                    if (!cfg.cert.empty() && !cfg.key.empty() && !args->has("check-config")) {
                         // Keep the identity across restarts.
                         if (!write_private_file(cfg.key, generated->key_pem, 0600, err) ||
                             !write_private_file(cfg.cert, generated->cert_pem, 0644, err))
@@ -216,7 +216,7 @@ int main(int argc, char** argv)
                         spdlog::info("self-signed certificate saved to {} and {}", cfg.cert, cfg.key);
                     }
                 }
-                if (auto out = args->get("cert-out")) {
+                if (auto out = args->get("cert-out"); out && !args->has("check-config")) {
                     const std::string pem = generated ? generated->cert_pem : std::string{};
                     if (generated) {
                         if (!write_private_file(*out, pem, 0644, err)) return fail(err);
@@ -230,6 +230,12 @@ int main(int argc, char** argv)
                 to.key_file = cfg.key;
             }
             tls = net::make_server_context(to);
+            // Whatever the certificate came from: what agents' --pin and a
+            // human comparing fingerprints need.
+            if (X509* cert = SSL_CTX_get0_certificate(tls->native_handle())) {
+                spdlog::info("certificate sha256 fingerprint {}", net::cert_fingerprint(cert));
+                spdlog::info("certificate public key pin {}", net::spki_pin(cert));
+            }
         }
     } catch (const std::exception& e) {
         return fail(e.what());

@@ -60,7 +60,7 @@ struct limits {
     std::uint32_t max_frame_payload = 1u << 20;  // largest frame payload we accept
     std::uint32_t max_control = 64u << 10;       // largest control payload we accept
     std::uint32_t max_streams = 4096;            // concurrent streams on this connection
-    std::uint32_t max_pending_opens = 256;       // gateway: Opens not yet answered
+    std::uint32_t max_pending_opens = 1024;      // gateway: Opens not yet answered
     std::uint32_t recv_window = 256u << 10;      // our receive window per stream
 };
 

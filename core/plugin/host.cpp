@@ -371,6 +371,16 @@ void plugin_host::accept(const std::shared_ptr<net::pipe>& p, const mg_accept_in
     p->start();
 }
 
+std::string plugin_host::check_tunnel(const mg_stream_info& info)
+{
+    if (!instance_ || !MG_HAS_FIELD(vt_, mg_plugin_vtable, check_tunnel) || !vt_->check_tunnel)
+        return {};
+    char err[512] = {};
+    if (vt_->check_tunnel(instance_, &info, err, sizeof err) == MG_OK) return {};
+    err[sizeof err - 1] = '\0';
+    return err[0] ? err : "refused by the plugin";
+}
+
 void plugin_host::stream(const std::shared_ptr<net::pipe>& s, const mg_stream_info& info)
 {
     if (!vt_->on_stream || !instance_) {

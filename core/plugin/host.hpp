@@ -77,6 +77,9 @@ public:
     mg_status tunnel_register(const mg_tunnel_request& req, mg_tunnel_decision& out);
     void tunnel_unregister(std::string_view agent, std::string_view tunnel);
     void accept(const std::shared_ptr<net::pipe>& p, const mg_accept_info& info);
+    // Agent: ask the plugin whether a tunnel's configuration is usable (ABI
+    // 1.1; always yes for older plugins). Empty string = fine.
+    std::string check_tunnel(const mg_stream_info& info);
     // Agent: a stream for one of this plugin's tunnels.
     void stream(const std::shared_ptr<net::pipe>& s, const mg_stream_info& info);
 

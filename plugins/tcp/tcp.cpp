@@ -33,6 +33,16 @@ public:
         host_.link(client, s.pipe);
     }
 
+    // Agent, at start: a tcp tunnel is nothing without a target.
+    mg_status check_tunnel(const mg_stream_info& info, std::string& why) override
+    {
+        if (info.target_host.size == 0 || info.target_port == 0) {
+            why = "a tcp tunnel needs local = \"host:port\"";
+            return MG_ERR_INVALID;
+        }
+        return MG_OK;
+    }
+
     // Agent: the gateway opened a stream; connect to the local target.
     void on_stream(mg_handle stream, const mg_stream_info& info) override
     {

@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define MG_ABI_MAJOR 1
-#define MG_ABI_MINOR 0
+#define MG_ABI_MINOR 1
 
 /* "MGP1" in ASCII: the first field of every descriptor. */
 #define MG_PLUGIN_MAGIC 0x4d475031u
@@ -348,6 +348,16 @@ typedef struct mg_plugin_vtable {
     /* Final event; the handle is invalid once this returns. */
     void (*on_closed)(void* instance, mg_handle pipe, void* user, const mg_close_info* info);
     void (*on_timer)(void* instance, mg_timer timer, void* user);
+
+    /* ---- ABI 1.1 ---- (the host calls these only if struct_size covers them) */
+
+    /* Agent: check one tunnel's configuration at start, before any I/O
+     * (`info` carries tunnel, target_host, target_port and options_json; meta
+     * and peer are empty). Return MG_OK, or an error with a NUL-terminated
+     * reason in err; the agent then refuses to start and reports the reason
+     * at the tunnel's place in the configuration. */
+    mg_status (*check_tunnel)(void* instance, const mg_stream_info* info, char* err,
+                              size_t err_size);
 } mg_plugin_vtable;
 
 typedef struct mg_plugin_descriptor {

@@ -184,6 +184,8 @@ public:
     {
         host_.reset(stream, "no handler");
     }
+    // Agent, at start: is this tunnel's configuration usable? (ABI 1.1)
+    virtual mg_status check_tunnel(const mg_stream_info&, std::string& /*why*/) { return MG_OK; }
 
     // Pipe events.
     virtual void on_data(mg_handle, void* /*user*/, const std::uint8_t*, std::size_t) {}
@@ -315,10 +317,21 @@ struct trampolines {
         guarded(instance, "on_timer", MG_HANDLE_NONE, [&](plugin& p) { p.on_timer(t, user); });
     }
 
+    static mg_status check_tunnel(void* instance, const mg_stream_info* info, char* err,
+                                  std::size_t err_size) noexcept
+    {
+        mg_status st = MG_ERR_INTERNAL;
+        std::string why;
+        guarded(instance, "check_tunnel", MG_HANDLE_NONE,
+                [&](plugin& p) { st = p.check_tunnel(*info, why); });
+        if (st != MG_OK) copy_message(err, err_size, why.empty() ? "refused by the plugin" : why);
+        return st;
+    }
+
     static constexpr mg_plugin_vtable vtable = {
-        sizeof(mg_plugin_vtable), &create,  &destroy,     &tunnel_register, &tunnel_unregister,
-        &on_accept,               &on_stream, &on_data,   &on_fin,          &on_writable,
-        &on_open,                 &on_closed, &on_timer,
+        sizeof(mg_plugin_vtable), &create,    &destroy, &tunnel_register, &tunnel_unregister,
+        &on_accept,               &on_stream, &on_data, &on_fin,          &on_writable,
+        &on_open,                 &on_closed, &on_timer, &check_tunnel,
     };
 };
 
