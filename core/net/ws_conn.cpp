@@ -320,7 +320,7 @@ asio::awaitable<std::string> ws_conn::tls_handshake(bool server)
         if (e != SSL_ERROR_WANT_READ) {
             const long v = SSL_get_verify_result(ssl_);
             if (!server && v != X509_V_OK)
-                co_return fmt::format("certificate verification failed: {}",
+                co_return fmt::format("TLS handshake failed: certificate verification failed: {}",
                                       X509_verify_cert_error_string(v));
             co_return "TLS handshake failed: " + ssl_errors();
         }
