@@ -18,14 +18,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// A connection quiet this long gives back the buffers its last burst grew.
+constexpr auto idle_trim_after = std::chrono::seconds{2};
+
 // Frames in one WebSocket message; bounds the header arena and the iovec the
 // message becomes.
 constexpr std::size_t max_frames_per_message = 256;
 
-// Below this a read buffer is not worth shrinking; above it, a buffer grown
-// by a bulk burst is released once traffic turns small again, so an idle
-// session returns to a small footprint.
-constexpr std::size_t read_buffer_keep = 64 * 1024;
 
 std::string_view reset_code(mg_close_reason why)
 {
@@ -529,7 +528,8 @@ asio::awaitable<void> session::reader()
     auto self = shared_from_this();
     for (;;) {
         bool binary = true;
-        const auto ec = co_await ws_->read(rbuf_, binary);
+        std::span<const std::uint8_t> message;
+        const auto ec = co_await ws_->read(message, binary);
         if (closed_) co_return;
         if (ec) {
             std::string why;
@@ -539,7 +539,7 @@ asio::awaitable<void> session::reader()
                 why = fmt::format("peer closed the connection ({} {})", ws_->peer_close_code(),
                                   ws_->peer_close_reason());
             } else {
-                why = fmt::format("connection lost: {}", ec.message());
+                why = fmt::format("connection lost: {}", ws_->error_text());
             }
             if (closing_) {
                 code = close_code_;
@@ -550,25 +550,12 @@ asio::awaitable<void> session::reader()
         }
         last_rx_ = clock::now();
         ++messages_in;
-        if (closing_) {
-            rbuf_.consume(rbuf_.size());
-            continue;  // keep reading until the peer answers our close
-        }
+        if (closing_) continue;  // keep reading until the peer answers our close
         if (!binary) {
             close(mux::close_code::unsupported_data, "text message (only binary messages are allowed)");
-            rbuf_.consume(rbuf_.size());
             continue;
         }
-        const auto size = rbuf_.size();
-        const auto data = rbuf_.cdata();
-        auto err = engine_.on_message(
-            std::span<const std::uint8_t>{static_cast<const std::uint8_t*>(data.data()), size});
-        rbuf_.consume(size);
-        if (err) {
-            close(err->code, std::move(err->reason));
-            continue;
-        }
-        if (rbuf_.capacity() > read_buffer_keep && size < read_buffer_keep / 4) rbuf_.shrink_to_fit();
+        if (auto err = engine_.on_message(message)) close(err->code, std::move(err->reason));
     }
 }
 
@@ -629,6 +616,7 @@ asio::awaitable<void> session::watchdog()
         }
         if (now >= next_sweep) {
             next_sweep = now + 1s;
+            if (now - last_rx_ > idle_trim_after && ready_.empty() && ctrl_.empty()) ws_->trim();
             std::vector<std::shared_ptr<stream_pipe>> expired;
             std::vector<std::shared_ptr<stream_pipe>> idle;
             for (auto& [id, s] : streams_) {

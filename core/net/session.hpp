@@ -216,7 +216,6 @@ private:
     std::uint64_t heartbeat_acked_ = 0;
     clock::time_point last_heartbeat_sent_;
     std::uint64_t ignored_ = 0;
-    boost::beast::flat_buffer rbuf_;
 };
 
 }  // namespace muxgate::net
