@@ -253,7 +253,8 @@ void agent_link::on_closed(net::session&, mux::close_code code, const std::strin
 
 // ---------------------------------------------------------------- public side
 
-void agent_link::on_public_connection(tcp::socket sock, const std::string& tunnel)
+void agent_link::on_public_connection(net::socket_pipe::socket_type sock, std::string peer,
+                                      const std::string& tunnel)
 {
     auto it = tunnels_.find(tunnel);
     if (it == tunnels_.end() || session_->closing() || session_->draining()) {
@@ -262,7 +263,8 @@ void agent_link::on_public_connection(tcp::socket sock, const std::string& tunne
         sock.close(ec);
         return;
     }
-    auto p = net::socket_pipe::from_tcp(MG_PIPE_PUBLIC, strand(), gw_.pipe_limits(), std::move(sock));
+    auto p = std::make_shared<net::socket_pipe>(MG_PIPE_PUBLIC, strand(), gw_.pipe_limits(),
+                                                std::move(sock), std::move(peer), true);
     p->agent = name_;
     p->tunnel = tunnel;
     spdlog::debug("agent={} tunnel={} connection from {}", name_, tunnel, p->peer_address);

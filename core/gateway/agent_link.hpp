@@ -4,6 +4,7 @@
 #pragma once
 
 #include "gateway/gateway.hpp"
+#include "net/socket_pipe.hpp"
 
 namespace muxgate::gateway {
 
@@ -25,7 +26,8 @@ public:
     void drain(std::chrono::milliseconds grace);
 
     // On the strand: a client connected to one of our tunnel ports.
-    void on_public_connection(tcp::socket sock, const std::string& tunnel);
+    void on_public_connection(net::socket_pipe::socket_type sock, std::string peer,
+                              const std::string& tunnel);
 
     // session_delegate
     void on_session_message(net::session&, wire::control_message&& m) override;

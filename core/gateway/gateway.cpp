@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <cstring>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <thread>
@@ -47,13 +48,15 @@ tcp::endpoint make_endpoint(const std::string& host, std::uint16_t port, std::st
     return tcp::endpoint{addr, port};
 }
 
-bool bind_acceptor(tcp::acceptor& a, const tcp::endpoint& ep, std::string& error)
+template <class Acceptor>
+bool bind_acceptor(Acceptor& a, const tcp::endpoint& ep, std::string& error)
 {
+    using endpoint = typename Acceptor::endpoint_type;
     error_code ec;
-    a.open(ep.protocol(), ec);
+    a.open(endpoint{ep}.protocol(), ec);
     if (!ec) a.set_option(asio::socket_base::reuse_address{true}, ec);
     if (!ec && ep.address().is_v6()) a.set_option(asio::ip::v6_only{false}, ec);
-    if (!ec) a.bind(ep, ec);
+    if (!ec) a.bind(endpoint{ep}, ec);
     if (!ec) a.listen(listen_backlog, ec);
     if (ec) {
         error = fmt::format("cannot listen on {}: {}", net::format_endpoint(ep), ec.message());
@@ -68,6 +71,15 @@ std::string ip_of(const std::string& host_port)
 {
     if (!host_port.empty() && host_port.front() == '[') return host_port.substr(1, host_port.find(']') - 1);
     return host_port.substr(0, host_port.rfind(':'));
+}
+
+std::vector<std::unique_ptr<asio::io_context>> make_contexts(unsigned n)
+{
+    std::vector<std::unique_ptr<asio::io_context>> v;
+    // Concurrency hint 1: each context is run by exactly one thread, so the
+    // scheduler can skip the locking a shared context needs.
+    for (unsigned i = 0; i < n; ++i) v.push_back(std::make_unique<asio::io_context>(1));
+    return v;
 }
 
 }  // namespace
@@ -103,7 +115,12 @@ bool port_listener::open(std::string& error)
 {
     if (!bind_acceptor(acceptor_, endpoint_, error)) return false;
     error_code ec;
-    endpoint_ = acceptor_.local_endpoint(ec);  // the real port when 0 was asked
+    // The real port when 0 was asked.
+    const auto local = acceptor_.local_endpoint(ec);
+    if (!ec && local.size() <= endpoint_.capacity()) {
+        std::memcpy(endpoint_.data(), local.data(), local.size());
+        endpoint_.resize(local.size());
+    }
     port_ = endpoint_.port();
     return true;
 }
@@ -152,10 +169,12 @@ asio::awaitable<void> port_listener::loop()
             tunnel = tunnel_;
         }
         if (!owner || !acceptor_.is_open()) co_return;
-        // Accept straight onto the agent's strand: the public socket and the
-        // streams it feeds then share one strand and relay without posting.
-        auto [ec, sock] = co_await acceptor_.async_accept(asio::any_io_executor{owner->strand()},
-                                                          asio::as_tuple(asio::use_awaitable));
+        // Accept straight onto the agent's strand (the public socket and the
+        // streams it feeds then share one strand and relay without posting),
+        // into the socket type the pipe uses, with the peer from accept().
+        net::socket_pipe::socket_type sock{owner->strand()};
+        pipe_acceptor::endpoint_type peer;
+        auto [ec] = co_await acceptor_.async_accept(sock, peer, asio::as_tuple(asio::use_awaitable));
         if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
             spdlog::warn("accept on port {} failed: {}", port_, ec.message());
@@ -172,9 +191,8 @@ asio::awaitable<void> port_listener::loop()
                 if (owner) {
                     // Ownership moved during the accept: rebind the socket to
                     // the new session's strand.
-                    const auto proto = sock.local_endpoint(ec).protocol();
-                    sock = tcp::socket{asio::any_io_executor{owner->strand()}, proto,
-                                       sock.release()};
+                    sock = net::socket_pipe::socket_type{owner->strand(), peer.protocol(),
+                                                         sock.release()};
                 }
             }
         }
@@ -183,8 +201,8 @@ asio::awaitable<void> port_listener::loop()
             sock.close(ignored);
             continue;
         }
-        asio::dispatch(owner->strand(), [owner, s = std::move(sock), tunnel]() mutable {
-            owner->on_public_connection(std::move(s), tunnel);
+        asio::dispatch(owner->strand(), [owner, s = std::move(sock), peer, tunnel]() mutable {
+            owner->on_public_connection(std::move(s), net::format_endpoint(peer), tunnel);
         });
     }
 }
@@ -196,7 +214,8 @@ gateway::gateway(config::gateway_config cfg, std::string config_path,
     : cfg_(std::move(cfg)),
       config_path_(std::move(config_path)),
       tls_(std::move(tls)),
-      io_(static_cast<int>(cfg_.threads ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency()))),
+      ios_(make_contexts(cfg_.threads ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency()))),
+      io_(*ios_.front()),
       signals_(io_),
       acceptor_(io_),
       limiter_(cfg_.auth_failure_burst, cfg_.auth_failures_per_minute),
@@ -279,21 +298,35 @@ int gateway::run()
         if (e) spdlog::error("agent listener stopped unexpectedly");
     });
 
-    const unsigned n = cfg_.threads ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency());
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+    for (auto& c : ios_) guards.push_back(asio::make_work_guard(*c));
     std::vector<std::thread> threads;
-    for (unsigned i = 1; i < n; ++i) threads.emplace_back([this] { io_.run(); });
+    for (std::size_t i = 1; i < ios_.size(); ++i)
+        threads.emplace_back([c = ios_[i].get()] { c->run(); });
     io_.run();
+    guards.clear();
+    stop_all();
     for (auto& t : threads) t.join();
     plugins_.destroy_all();
     spdlog::info("gateway stopped");
     return 0;
 }
 
+asio::io_context& gateway::pick_io()
+{
+    return *ios_[next_io_.fetch_add(1, std::memory_order_relaxed) % ios_.size()];
+}
+
+void gateway::stop_all()
+{
+    for (auto& c : ios_) c->stop();
+}
+
 asio::awaitable<void> gateway::accept_loop()
 {
     asio::steady_timer pause{io_};
     for (;;) {
-        auto strand = asio::make_strand(io_);
+        auto strand = asio::make_strand(pick_io());
         auto [ec, sock] = co_await acceptor_.async_accept(asio::any_io_executor{strand},
                                                           asio::as_tuple(asio::use_awaitable));
         if (ec) {
@@ -606,7 +639,7 @@ mg_status gateway::listen(plugin::plugin_host& p, std::string_view address,
         spdlog::error("plugin={} listen: {}", p.name(), err);
         return MG_ERR_INVALID;
     }
-    auto a = std::make_shared<tcp::acceptor>(io_);
+    auto a = std::make_shared<pipe_acceptor>(io_);
     if (!bind_acceptor(*a, ep, err)) {
         spdlog::error("plugin={} {}", p.name(), err);
         return MG_ERR_IO;
@@ -621,23 +654,26 @@ mg_status gateway::listen(plugin::plugin_host& p, std::string_view address,
     return MG_OK;
 }
 
-asio::awaitable<void> gateway::plugin_accept_loop(std::shared_ptr<tcp::acceptor> a,
+asio::awaitable<void> gateway::plugin_accept_loop(std::shared_ptr<pipe_acceptor> a,
                                                   std::shared_ptr<plugin::plugin_host> p,
                                                   void* user)
 {
     asio::steady_timer pause{io_};
     for (;;) {
-        auto strand = asio::make_strand(io_);
-        auto [ec, sock] = co_await a->async_accept(asio::any_io_executor{strand},
-                                                   asio::as_tuple(asio::use_awaitable));
+        auto strand = asio::make_strand(pick_io());
+        net::socket_pipe::socket_type sock{strand};
+        pipe_acceptor::endpoint_type peer;
+        auto [ec] = co_await a->async_accept(sock, peer, asio::as_tuple(asio::use_awaitable));
         if (ec) {
             if (ec == asio::error::operation_aborted || !a->is_open()) co_return;
             pause.expires_after(accept_retry_delay);
             co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
             continue;
         }
-        asio::dispatch(strand, [this, p, user, strand, s = std::move(sock)]() mutable {
-            auto pipe = net::socket_pipe::from_tcp(MG_PIPE_PUBLIC, strand, pipe_limits(), std::move(s));
+        asio::dispatch(strand, [this, p, user, strand, peer, s = std::move(sock)]() mutable {
+            auto pipe = std::make_shared<net::socket_pipe>(MG_PIPE_PUBLIC, strand, pipe_limits(),
+                                                           std::move(s), net::format_endpoint(peer),
+                                                           true);
             mg_accept_info info{};
             info.struct_size = sizeof info;
             info.listener_user = user;
@@ -662,7 +698,7 @@ void gateway::on_signal(const error_code& ec, int sig)
         reload();
     } else if (draining_) {
         spdlog::warn("second signal: stopping now");
-        io_.stop();
+        stop_all();
         return;
     } else {
         drain();
@@ -712,7 +748,7 @@ void gateway::drain()
         }
         if (empty || net::clock::now() >= deadline) {
             if (!empty) spdlog::warn("drain timeout: closing remaining agents");
-            io_.stop();
+            stop_all();
             *poll = nullptr;
             return;
         }

@@ -15,6 +15,7 @@
 #include "plugin/host.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -31,6 +32,9 @@ namespace muxgate::gateway {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+// Listeners whose connections become socket pipes accept straight into the
+// pipe's socket type, with the peer address from accept() itself.
+using pipe_acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
 
 class agent_link;
 
@@ -73,7 +77,7 @@ private:
     asio::awaitable<void> loop();
 
     asio::strand<asio::io_context::executor_type> strand_;
-    tcp::acceptor acceptor_;
+    pipe_acceptor acceptor_;
     tcp::endpoint endpoint_;
     std::uint16_t port_;
     std::mutex m_;
@@ -157,10 +161,13 @@ private:
 
     bool bind_port(agent_link& link, const std::string& tunnel, std::uint16_t port,
                    std::string& address, std::string& error);
+    // The context for a new connection (round robin).
+    asio::io_context& pick_io();
+    void stop_all();
     asio::awaitable<void> accept_loop();
     asio::awaitable<void> handle_connection(net::strand_type strand, tcp::socket sock,
                                             std::string remote);
-    asio::awaitable<void> plugin_accept_loop(std::shared_ptr<tcp::acceptor> a,
+    asio::awaitable<void> plugin_accept_loop(std::shared_ptr<pipe_acceptor> a,
                                              std::shared_ptr<plugin::plugin_host> p, void* user);
     void on_signal(const boost::system::error_code& ec, int sig);
     void drain();
@@ -171,7 +178,13 @@ private:
     config::gateway_config cfg_;
     std::string config_path_;
     std::shared_ptr<asio::ssl::context> tls_;
-    asio::io_context io_;
+    // One io_context per thread, each run by one thread: an agent session,
+    // its streams and its tunnels' public sockets all live on one of them,
+    // so the data path never wakes another thread. ios_[0] also runs the
+    // listeners, signals and plugin timers.
+    std::vector<std::unique_ptr<asio::io_context>> ios_;
+    asio::io_context& io_;
+    std::atomic<std::size_t> next_io_{0};
     asio::signal_set signals_;
     tcp::acceptor acceptor_;
     plugin::plugin_set plugins_;
@@ -184,7 +197,7 @@ private:
     std::unordered_map<std::string, std::weak_ptr<agent_link>> online_;
     std::map<std::uint16_t, port_slot> ports_;
     std::map<std::pair<std::string, std::string>, route> routes_;
-    std::vector<std::shared_ptr<tcp::acceptor>> plugin_listeners_;
+    std::vector<std::shared_ptr<pipe_acceptor>> plugin_listeners_;
     std::shared_ptr<plugin::plugin_host> https_claim_;
 };
 

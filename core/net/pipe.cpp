@@ -43,6 +43,12 @@ void pipe::on_peer(F&& f)
                [p = peer_, fn = std::forward<F>(f)]() mutable { fn(*p); });
 }
 
+const std::string& pipe::local_address()
+{
+    std::call_once(local_once_, [this] { local_address_ = describe_local(); });
+    return local_address_;
+}
+
 void pipe::bind(std::shared_ptr<pipe_events> events, void* user,
                 std::shared_ptr<std::recursive_mutex> group)
 {

@@ -93,7 +93,9 @@ public:
 
     // Facts for logs, audits and mg_pipe_info; set before the pipe is shared.
     std::string peer_address;
-    std::string local_address;
+    // The local socket address, computed on first use (a getsockname() per
+    // connection is wasted when nobody asks); any thread.
+    const std::string& local_address();
     std::string agent;
     std::string tunnel;
     std::string sni;
@@ -150,6 +152,8 @@ public:
 
     // Start I/O (socket pipes arm reading). Called once the pipe is wired.
     virtual void start() {}
+    // What local_address() reports (empty for streams).
+    virtual std::string describe_local() { return {}; }
 
 protected:
     // ---- hooks for the concrete pipe ----
@@ -227,6 +231,8 @@ private:
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
     std::shared_ptr<asio::steady_timer> linger_;
+    std::once_flag local_once_;
+    std::string local_address_;
     mg_close_reason last_close_ = MG_CLOSE_DONE;
     std::string last_message_;
 };

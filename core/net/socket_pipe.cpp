@@ -25,20 +25,22 @@ void set_nodelay(socket_pipe::socket_type& s)
 {
     // Every tunnelled byte is already batched by the mux; Nagle would only
     // add the delayed-ACK stall to small requests.
-    if (s.local_endpoint().protocol().family() == AF_UNIX) return;
     int one = 1;
     ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 }  // namespace
 
-socket_pipe::socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits, socket_type&& s)
-    : pipe(kind, ex, limits), sock_(std::move(s)), connected_(true)
+socket_pipe::socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits, socket_type&& s,
+                         std::string peer, bool tcp)
+    : pipe(kind, ex, limits), sock_(std::move(s)), connected_(true), tcp_(tcp)
 {
+    // Everything about the peer came with accept(): no getpeername() or
+    // getsockname() per connection.
+    peer_address = std::move(peer);
     error_code ec;
     sock_.non_blocking(true, ec);
-    set_nodelay(sock_);
-    describe_endpoints();
+    if (tcp_) set_nodelay(sock_);
 }
 
 socket_pipe::socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits)
@@ -46,25 +48,12 @@ socket_pipe::socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits)
 {
 }
 
-std::shared_ptr<socket_pipe> socket_pipe::from_tcp(mg_pipe_kind kind, strand_type ex,
-                                                   pipe_limits limits, asio::ip::tcp::socket&& s)
+std::string socket_pipe::describe_local()
 {
+    if (!tcp_) return "socketpair";
     error_code ec;
-    const auto proto = s.local_endpoint(ec).protocol();
-    socket_type g{ex, asio::generic::stream_protocol{proto.family(), proto.protocol()},
-                  s.release()};
-    return std::make_shared<socket_pipe>(kind, ex, limits, std::move(g));
-}
-
-void socket_pipe::describe_endpoints()
-{
-    error_code ec;
-    if (sock_.local_endpoint(ec).protocol().family() == AF_UNIX) {
-        local_address = "socketpair";
-        return;
-    }
-    local_address = format_endpoint(sock_.local_endpoint(ec));
-    if (peer_address.empty()) peer_address = format_endpoint(sock_.remote_endpoint(ec));
+    const auto ep = sock_.local_endpoint(ec);
+    return ec ? std::string{} : format_endpoint(ep);
 }
 
 // ------------------------------------------------------------------- connect
@@ -131,6 +120,7 @@ void socket_pipe::try_endpoints(std::shared_ptr<std::vector<asio::ip::tcp::endpo
                                         self->try_endpoints(eps, i + 1, ec.message());
                                         return;
                                     }
+                                    self->peer_address = format_endpoint((*eps)[i]);
                                     self->on_connected();
                                 }));
 }
@@ -142,7 +132,6 @@ void socket_pipe::on_connected()
     error_code ec;
     sock_.non_blocking(true, ec);
     set_nodelay(sock_);
-    describe_endpoints();
     mark_open();
     if (finished()) return;
     flush();

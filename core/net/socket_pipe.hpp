@@ -33,14 +33,14 @@ class socket_pipe final : public pipe {
 public:
     using socket_type = asio::generic::stream_protocol::socket;
 
-    // An already connected socket (accepted or bridged).
-    socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits, socket_type&& s);
+    // An already connected socket: accepted (`peer` from accept, `tcp`) or
+    // one end of a socketpair bridge (`tcp` false).
+    socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits, socket_type&& s,
+                std::string peer, bool tcp);
     // A socket that connect() will open.
     socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits);
 
-    static std::shared_ptr<socket_pipe> from_tcp(mg_pipe_kind kind, strand_type ex,
-                                                 pipe_limits limits,
-                                                 asio::ip::tcp::socket&& s);
+    std::string describe_local() override;
 
     // Resolve and connect; writes queue until connected. Failure finishes the
     // pipe with MG_CLOSE_REFUSED.
@@ -64,13 +64,13 @@ private:
     void on_written(const boost::system::error_code& ec, std::size_t n);
     void maybe_shutdown();
     void fail(const boost::system::error_code& ec, std::string_view what);
-    void describe_endpoints();
 
     socket_type sock_;
     std::deque<chunk> outq_;
     std::array<asio::const_buffer, max_write_gather> wbufs_;  // the write in flight
     std::unique_ptr<asio::steady_timer> connect_timer_;
     std::string target_;  // host:port being connected to
+    bool tcp_ = true;
     bool connected_ = false;
     bool read_armed_ = false;
     bool writing_ = false;

@@ -121,7 +121,7 @@ struct host_api_impl {
         }
         auto bridge = std::make_shared<net::socket_pipe>(MG_PIPE_LOCAL, p->get_executor(),
                                                          self(ctx).services().pipe_limits(),
-                                                         std::move(ours));
+                                                         std::move(ours), "socketpair", false);
         net::pipe::link(p, bridge);
         return fds[1];
     }
@@ -134,7 +134,7 @@ struct host_api_impl {
         if (!p) return MG_ERR_GONE;
         out->kind = p->kind();
         out->peer = ms(p->peer_address);
-        out->local = ms(p->local_address);
+        out->local = ms(p->local_address());
         out->agent = ms(p->agent);
         out->tunnel = ms(p->tunnel);
         out->stream_id = p->stream_id;
