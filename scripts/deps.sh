@@ -15,8 +15,11 @@ test_pkgs=(
   clang libclang-rt-14-dev llvm
   python3 python3-websockets
   iperf3 socat netcat-openbsd curl tinyproxy
-  openssh-client openssh-server wrk nginx-light
-  procps iproute2 psmisc
+  openssh-client openssh-server openssh-sftp-server wrk nginx-light
+  procps iproute2 psmisc tmux
+  # RDP: FreeRDP's client and shadow server, its password hash tool, an X
+  # server without a screen, and a tool to compare screenshots.
+  freerdp2-x11 freerdp2-shadow-x11 winpr-utils xvfb xauth x11-apps imagemagick
 )
 
 want=("${build_pkgs[@]}")

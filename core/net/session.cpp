@@ -167,9 +167,8 @@ session::session(strand_type ex, std::shared_ptr<ws_transport> ws, mux::role rol
       last_rx_(created_)
 {
     ws_->set_read_limit(opts_.max_message_in);
-    headers_.reserve(max_frames_per_message);
-    seq_.reserve(2 * max_frames_per_message + 1);
-    inflight_.reserve(max_frames_per_message);
+    // The writer's arrays are reserved when data first flows (an idle agent
+    // sends only control messages and should not carry them).
 }
 
 session::~session() = default;
@@ -417,6 +416,10 @@ void session::build_message()
 
     const std::size_t max_payload =
         std::max<std::size_t>(1, std::size_t{engine_.peer_max_frame()} - wire::stream_id_size);
+    // seq_ points into headers_: it must never reallocate while a message is
+    // built, so it holds room for every frame a message may have.
+    if (!ready_.empty() && headers_.capacity() < max_frames_per_message)
+        headers_.reserve(max_frames_per_message);
 
     while (!ready_.empty() && used + wire::data_header_size < budget &&
            headers_.size() < max_frames_per_message) {
@@ -474,6 +477,16 @@ void session::build_message()
     }
 }
 
+void session::trim()
+{
+    // Quiet for a while: the writer's arrays go back until data flows again.
+    std::vector<std::array<std::uint8_t, wire::data_header_size>>{}.swap(headers_);
+    std::vector<asio::const_buffer>{}.swap(seq_);
+    std::vector<data_slice>{}.swap(inflight_);
+    std::string{}.swap(ctrl_inflight_);
+    fin_frames_.clear();
+}
+
 void session::message_written()
 {
     // Copy out first: completing a slice can re-enter the session (a socket
@@ -487,10 +500,7 @@ void session::message_written()
             slice.stream->outbound_written(slice.bytes);
     }
     done.clear();
-    if (inflight_.capacity() < max_frames_per_message) {
-        inflight_ = std::move(done);
-        inflight_.clear();
-    }
+    if (inflight_.capacity() < done.capacity()) inflight_ = std::move(done);
 }
 
 asio::awaitable<void> session::writer()
@@ -508,7 +518,9 @@ asio::awaitable<void> session::writer()
         }
         build_message();
         if (seq_.empty()) continue;
+        writing_ = true;
         const auto ec = co_await ws_->write(seq_);
+        writing_ = false;
         ++messages_out;
         message_written();
         if (ec) {
@@ -616,7 +628,11 @@ asio::awaitable<void> session::watchdog()
         }
         if (now >= next_sweep) {
             next_sweep = now + 1s;
-            if (now - last_rx_ > idle_trim_after && ready_.empty() && ctrl_.empty()) ws_->trim();
+            if (now - last_rx_ > idle_trim_after && ready_.empty() && ctrl_.empty() &&
+                !writing_) {
+                ws_->trim();
+                trim();
+            }
             std::vector<std::shared_ptr<stream_pipe>> expired;
             std::vector<std::shared_ptr<stream_pipe>> idle;
             for (auto& [id, s] : streams_) {

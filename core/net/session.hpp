@@ -168,6 +168,7 @@ private:
     void stream_ready(stream_pipe& s);
     void build_message();
     void message_written();
+    void trim();
     void remove_stream(std::uint32_t id);
     void attach_stream(const std::shared_ptr<stream_pipe>& s, const std::string& meta);
     void teardown(mux::close_code code, std::string reason);
@@ -186,6 +187,7 @@ private:
     // writer state
     boost::asio::steady_timer wake_;
     bool writer_waiting_ = false;
+    bool writing_ = false;  // a message is being written (its buffers are in use)
     std::string ctrl_;           // control frames waiting, back to back
     std::deque<std::uint32_t> ctrl_sizes_;  // size of each frame in ctrl_
     std::string ctrl_inflight_;  // control frames in the message being written
