@@ -19,11 +19,35 @@ from .util import BenchError, Procs, echo_once, rollup_kb, rss_sum_kb
 SETTLE_S = 1.0   # after a change, before reading RSS (lets freed memory and timers settle)
 
 
+_pending: dict[int, bytes] = {}
+
+
 def _readline(proc, timeout: float) -> str:
-    """A line from a child's stdout, or '' after `timeout` seconds."""
-    fd = proc.popen.stdout
-    ready, _, _ = select.select([fd], [], [], timeout)
-    return fd.readline().decode() if ready else ""
+    """A line from a child's stdout, or '' after `timeout` seconds.
+
+    Reads the raw descriptor and keeps the rest per child: select() on a
+    buffered file object misses lines already pulled into its buffer."""
+    import os
+    import time
+    fd = proc.popen.stdout.fileno()
+    buf = _pending.get(fd, b"")
+    deadline = time.monotonic() + timeout
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            _pending[fd] = buf
+            return ""
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        data = os.read(fd, 65536)
+        if not data:
+            _pending[fd] = b""
+            return buf.decode()
+        buf += data
+    line, _, rest = buf.partition(b"\n")
+    _pending[fd] = rest
+    return line.decode() + "\n"
 
 
 def streams(name: str, procs: Procs, run_dir: Path, bin_dir: Path, helper: Path,

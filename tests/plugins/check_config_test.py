@@ -65,26 +65,31 @@ def has_prefix(result, prefix):
 
 def run_until(binary, args, env, marker):
     """Starts `binary`, waits (bounded) for `marker` on stderr or for it to
-    exit. Returns (True if the marker appeared, text seen). Always stops it."""
+    exit. Returns (True if the marker appeared, text seen). Always stops it.
+
+    Reads the raw descriptor: select() on a buffered file object misses lines
+    already pulled into Python's buffer, and would wait for bytes that never
+    come."""
     import select
     import time
-    p = subprocess.Popen([binary] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env={**os.environ, **env}, text=True)
-    seen = ""
+    p = subprocess.Popen([binary] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env={**os.environ, **env})
+    seen = b""
+    fd = p.stderr.fileno()
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([p.stderr], [], [], 0.5)
+            ready, _, _ = select.select([fd], [], [], 0.5)
             if ready:
-                line = p.stderr.readline()
-                if not line:
+                data = os.read(fd, 65536)
+                if not data:
                     break
-                seen += line
-                if marker in line:
-                    return True, seen
+                seen += data
+                if marker.encode() in seen:
+                    return True, seen.decode(errors="replace")
             elif p.poll() is not None:
                 break
-        return False, seen
+        return False, seen.decode(errors="replace")
     finally:
         if p.poll() is None:
             p.terminate()
@@ -93,6 +98,7 @@ def run_until(binary, args, env, marker):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        p.stderr.close()
 
 
 def main():
