@@ -3,6 +3,8 @@
 #include "common/log.hpp"
 #include "net/proxy.hpp"
 #include "net/socket_pipe.hpp"
+#include "net/tls_pipe.hpp"
+#include "net/tls.hpp"
 #include "net/ws.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -13,6 +15,7 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/json.hpp>
 #include <fmt/format.h>
 
 #include <csignal>
@@ -255,7 +258,9 @@ asio::awaitable<std::shared_ptr<net::ws_transport>> agent::dial(std::string& err
     o.verify_host = !cfg_.insecure;
     o.pin = cfg_.pin;
     o.max_message = cfg_.lim.max_message;
-    auto res = co_await net::connect_gateway(std::move(sock), tls_, o);
+    const auto proto = asio::generic::stream_protocol{sock.local_endpoint().protocol()};
+    net::tls_stream::socket_type gsock{strand_, proto, sock.release()};
+    auto res = co_await net::connect_gateway(std::move(gsock), tls_, o);
     if (!res.ws) {
         error = res.error;
         retryable = res.retryable;
@@ -426,18 +431,53 @@ void agent::on_session_closed(mux::close_code code, const std::string& reason)
 
 // ------------------------------------------------------------- host service
 
+std::shared_ptr<asio::ssl::context> agent::client_context(bool verify, const std::string& ca)
+{
+    const std::string key = (verify ? "v:" : "n:") + ca;
+    std::lock_guard lock{tls_mutex_};
+    auto& ctx = tls_targets_[key];
+    if (!ctx) ctx = net::make_client_context({ca, !verify, {}});
+    return ctx;
+}
+
 std::shared_ptr<net::pipe> agent::connect(plugin::plugin_host&, std::string_view host,
                                           std::uint16_t port, std::string_view options,
                                           const std::shared_ptr<net::pipe>& owner,
                                           mg_status& status)
 {
-    if (options.find("\"tls\"") != std::string_view::npos &&
-        options.find("true") != std::string_view::npos) {
-        spdlog::error("connect to {}:{}: TLS targets are not available in this version", host, port);
-        status = MG_ERR_UNSUPPORTED;
-        return nullptr;
-    }
     auto ex = owner ? owner->get_executor() : asio::make_strand(io_);
+    // {"tls": true, "verify": true, "ca": "file", "name": "cert name"}
+    boost::system::error_code jec;
+    const auto opts = boost::json::parse(options.empty() ? std::string_view{"{}"} : options, jec);
+    const auto* o = (!jec && opts.is_object()) ? &opts.as_object() : nullptr;
+    auto flag = [&](const char* k, bool d) {
+        const auto* v = o ? o->if_contains(k) : nullptr;
+        return v && v->is_bool() ? v->as_bool() : d;
+    };
+    auto text = [&](const char* k) {
+        const auto* v = o ? o->if_contains(k) : nullptr;
+        return v && v->is_string() ? std::string{v->as_string()} : std::string{};
+    };
+    if (flag("tls", false)) {
+        const bool verify = flag("verify", true);
+        const std::string ca = text("ca");
+        std::shared_ptr<asio::ssl::context> ctx;
+        try {
+            ctx = client_context(verify, ca);
+        } catch (const std::exception& e) {
+            spdlog::error("connect to {}:{}: {}", host, port, e.what());
+            status = MG_ERR_INVALID;
+            return nullptr;
+        }
+        std::string name = verify ? text("name") : std::string{};
+        if (verify && name.empty()) name = std::string{host};
+        auto p = std::make_shared<net::tls_pipe>(MG_PIPE_LOCAL, ex, pipe_limits(), ctx, name);
+        p->agent = cfg_.name;
+        if (owner) p->tunnel = owner->tunnel;
+        asio::post(ex, [p, h = std::string{host}, port] { p->connect(h, port); });
+        status = MG_OK;
+        return p;
+    }
     auto p = std::make_shared<net::socket_pipe>(MG_PIPE_LOCAL, ex, pipe_limits());
     p->agent = cfg_.name;
     if (owner) p->tunnel = owner->tunnel;

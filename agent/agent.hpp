@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 
@@ -70,6 +71,10 @@ private:
     asio::awaitable<std::shared_ptr<net::ws_transport>> dial(std::string& error, bool& retryable);
     void on_signal(const boost::system::error_code& ec, int sig);
     net::session_options session_options() const;
+    // TLS contexts for local targets, one per (verify, CA file).
+    std::shared_ptr<asio::ssl::context> client_context(bool verify, const std::string& ca);
+    std::mutex tls_mutex_;
+    std::map<std::string, std::shared_ptr<asio::ssl::context>> tls_targets_;
     void send_register(net::session& s, const config::tunnel_config& t, std::uint32_t id,
                        std::uint16_t port);
 

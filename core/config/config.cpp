@@ -443,6 +443,22 @@ gateway_result parse_gateway(std::string_view text, std::string_view file)
             r.boolean("self_signed", g.self_signed);
             r.strings("self_signed_names", g.self_signed_names);
             r.boolean("insecure_plaintext", g.plaintext);
+            if (const auto* n = r.node("certificates")) {
+                const auto* arr = n->as_array();
+                if (!arr || !arr->is_array_of_tables()) {
+                    c.add(n->source(), "[tls] \"certificates\" must be an array of tables "
+                                       "([[tls.certificates]] cert = ..., key = ...)");
+                } else {
+                    for (const auto& e : *arr) {
+                        reader cr{*e.as_table(), "[tls.certificates]", c};
+                        std::string cert, key;
+                        cr.str("cert", cert, true);
+                        cr.str("key", key, true);
+                        cr.finish();
+                        g.extra_certs.emplace_back(cert, key);
+                    }
+                }
+            }
             r.finish();
             if (!g.plaintext && !g.self_signed && (g.cert.empty() || g.key.empty()))
                 c.add(t->source(), "[tls] needs cert and key (or self_signed = true)");

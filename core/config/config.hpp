@@ -78,6 +78,8 @@ struct gateway_config {
     std::string key;
     bool self_signed = false;
     std::vector<std::string> self_signed_names;
+    // More certificates on the same port, chosen by SNI ([[tls.certificates]]).
+    std::vector<std::pair<std::string, std::string>> extra_certs;  // cert, key
     // authentication
     std::vector<agent_entry> agents;
     std::optional<token::digest> shared_token;  // quick mode: any agent name, any port

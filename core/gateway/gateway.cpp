@@ -4,7 +4,10 @@
 #include "gateway/agent_link.hpp"
 #include "net/address.hpp"
 #include "net/socket_pipe.hpp"
+#include "net/tls_pipe.hpp"
 #include "net/ws.hpp"
+
+#include <boost/json.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -65,6 +68,17 @@ bool bind_acceptor(Acceptor& a, const tcp::endpoint& ep, std::string& error)
         return false;
     }
     return true;
+}
+
+// {"tls": true} in a small options object (no JSON library for one flag:
+// a plugin's options are written by the plugin itself).
+bool json_flag(std::string_view json, std::string_view key)
+{
+    boost::system::error_code ec;
+    auto v = boost::json::parse(json.empty() ? std::string_view{"{}"} : json, ec);
+    if (ec || !v.is_object()) return false;
+    const auto* f = v.as_object().if_contains(key);
+    return f && f->is_bool() && f->as_bool();
 }
 
 std::string ip_of(const std::string& host_port)
@@ -327,8 +341,9 @@ asio::awaitable<void> gateway::accept_loop()
     asio::steady_timer pause{io_};
     for (;;) {
         auto strand = asio::make_strand(pick_io());
-        auto [ec, sock] = co_await acceptor_.async_accept(asio::any_io_executor{strand},
-                                                          asio::as_tuple(asio::use_awaitable));
+        net::tls_stream::socket_type sock{strand};
+        pipe_acceptor::endpoint_type remote_ep;
+        auto [ec] = co_await acceptor_.async_accept(sock, remote_ep, asio::as_tuple(asio::use_awaitable));
         if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
             spdlog::warn("accept failed: {}", ec.message());
@@ -337,10 +352,8 @@ asio::awaitable<void> gateway::accept_loop()
             continue;
         }
         error_code rec;
-        const auto remote_ep = sock.remote_endpoint(rec);
-        if (rec) continue;
         std::string remote = net::format_endpoint(remote_ep);
-        const std::string ip = remote_ep.address().to_string();
+        const std::string ip = ip_of(remote);
         if (!limiter_.allowed(ip, net::clock::now())) {
             spdlog::debug("refusing {}: too many failed authentications", remote);
             sock.set_option(asio::socket_base::linger{true, 0}, rec);
@@ -365,7 +378,8 @@ asio::awaitable<void> gateway::accept_loop()
     }
 }
 
-asio::awaitable<void> gateway::handle_connection(net::strand_type strand, tcp::socket sock,
+asio::awaitable<void> gateway::handle_connection(net::strand_type strand,
+                                                 net::tls_stream::socket_type sock,
                                                  std::string remote)
 {
     ++handshakes_;
@@ -380,7 +394,28 @@ asio::awaitable<void> gateway::handle_connection(net::strand_type strand, tcp::s
     wo.path = cfg_.path;
     wo.handshake_timeout = std::chrono::milliseconds{cfg_.lim.handshake_timeout_ms};
     wo.max_message = cfg_.lim.max_message;
+    std::shared_ptr<plugin::plugin_host> https;
+    void* https_user = nullptr;
+    {
+        std::lock_guard lock{mutex_};
+        https = https_claim_;
+        https_user = https_user_;
+    }
+    wo.handoff = https != nullptr;
     auto res = co_await net::accept_agent(std::move(sock), tls_, wo);
+    if (res.other) {
+        // Not for us: the HTTP plugin that claimed the port takes it.
+        auto p = std::make_shared<net::tls_pipe>(MG_PIPE_PUBLIC, strand, pipe_limits(), res.other,
+                                                 remote, std::move(res.head));
+        mg_accept_info info{};
+        info.struct_size = sizeof info;
+        info.listener_user = https_user;
+        info.peer = mg_str{p->peer_address.data(), p->peer_address.size()};
+        info.tls = p->tls ? 1 : 0;
+        info.sni = mg_str{p->sni.data(), p->sni.size()};
+        https->accept(p, info);
+        co_return;
+    }
     if (!res.ws) {
         spdlog::debug("front door {}: {}", remote, res.error);
         co_return;
@@ -629,8 +664,10 @@ mg_status gateway::listen(plugin::plugin_host& p, std::string_view address,
         spdlog::error("plugin={} listen \"{}\": {}", p.name(), address, err);
         return MG_ERR_INVALID;
     }
-    if (options.find("\"tls\"") != std::string_view::npos && options.find("true") != std::string_view::npos) {
-        spdlog::error("plugin={} listen {}: TLS listeners are not available in this version",
+    const bool with_tls = json_flag(options, "tls");
+    if (with_tls && !tls_) {
+        spdlog::error("plugin={} listen {}: TLS asked, but the gateway has no certificate "
+                      "(insecure_plaintext)",
                       p.name(), address);
         return MG_ERR_UNSUPPORTED;
     }
@@ -644,19 +681,20 @@ mg_status gateway::listen(plugin::plugin_host& p, std::string_view address,
         spdlog::error("plugin={} {}", p.name(), err);
         return MG_ERR_IO;
     }
-    spdlog::info("plugin={} listening on {}", p.name(), net::format_endpoint(a->local_endpoint()));
+    spdlog::info("plugin={} listening on {}{}", p.name(), net::format_endpoint(a->local_endpoint()),
+                 with_tls ? " (TLS)" : "");
     {
         std::lock_guard lock{mutex_};
         plugin_listeners_.push_back(a);
     }
-    asio::co_spawn(io_, plugin_accept_loop(a, p.shared_from_this(), listener_user),
+    asio::co_spawn(io_, plugin_accept_loop(a, p.shared_from_this(), listener_user, with_tls),
                    asio::detached);
     return MG_OK;
 }
 
 asio::awaitable<void> gateway::plugin_accept_loop(std::shared_ptr<pipe_acceptor> a,
                                                   std::shared_ptr<plugin::plugin_host> p,
-                                                  void* user)
+                                                  void* user, bool with_tls)
 {
     asio::steady_timer pause{io_};
     for (;;) {
@@ -668,6 +706,11 @@ asio::awaitable<void> gateway::plugin_accept_loop(std::shared_ptr<pipe_acceptor>
             if (ec == asio::error::operation_aborted || !a->is_open()) co_return;
             pause.expires_after(accept_retry_delay);
             co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+            continue;
+        }
+        if (with_tls) {
+            asio::co_spawn(strand, tls_accept(strand, std::move(sock), net::format_endpoint(peer), p, user),
+                           asio::detached);
             continue;
         }
         asio::dispatch(strand, [this, p, user, strand, peer, s = std::move(sock)]() mutable {
@@ -683,10 +726,49 @@ asio::awaitable<void> gateway::plugin_accept_loop(std::shared_ptr<pipe_acceptor>
     }
 }
 
-mg_status gateway::claim_https(plugin::plugin_host& p, void*)
+asio::awaitable<void> gateway::tls_accept(net::strand_type strand, net::tls_stream::socket_type sock,
+                                          std::string peer, std::shared_ptr<plugin::plugin_host> p,
+                                          void* user)
 {
-    spdlog::error("plugin={} claim_https: not available in this version", p.name());
-    return MG_ERR_UNSUPPORTED;
+    const int one = 1;
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto io = std::make_shared<net::tls_stream>(std::move(sock), tls_->native_handle());
+    // The handshake is bounded like the agent port's.
+    auto timer = std::make_shared<asio::steady_timer>(
+        strand, std::chrono::milliseconds{cfg_.lim.handshake_timeout_ms});
+    timer->async_wait([w = std::weak_ptr<net::tls_stream>(io)](error_code ec) {
+        if (!ec)
+            if (auto s = w.lock()) s->abort();
+    });
+    const auto err = co_await io->handshake(true);
+    timer->cancel();
+    if (!err.empty()) {
+        spdlog::debug("plugin={} TLS from {}: {}", p->name(), peer, err);
+        co_return;
+    }
+    auto pipe = std::make_shared<net::tls_pipe>(MG_PIPE_PUBLIC, strand, pipe_limits(), io,
+                                                std::move(peer), std::string{});
+    mg_accept_info info{};
+    info.struct_size = sizeof info;
+    info.listener_user = user;
+    info.peer = mg_str{pipe->peer_address.data(), pipe->peer_address.size()};
+    info.tls = 1;
+    info.sni = mg_str{pipe->sni.data(), pipe->sni.size()};
+    p->accept(pipe, info);
+}
+
+mg_status gateway::claim_https(plugin::plugin_host& p, void* listener_user)
+{
+    std::lock_guard lock{mutex_};
+    if (https_claim_ && https_claim_.get() != &p) {
+        spdlog::error("plugin={} claim_https: plugin {} already serves the gateway's HTTPS port",
+                      p.name(), https_claim_->name());
+        return MG_ERR_DENIED;
+    }
+    https_claim_ = p.shared_from_this();
+    https_user_ = listener_user;
+    spdlog::info("plugin={} serves requests for other paths on the agent port", p.name());
+    return MG_OK;
 }
 
 // ------------------------------------------------------- signals and drain

@@ -11,6 +11,7 @@
 #include "common/rate_limit.hpp"
 #include "config/config.hpp"
 #include "net/session.hpp"
+#include "net/tls_stream.hpp"
 #include "net/tls.hpp"
 #include "plugin/host.hpp"
 
@@ -165,10 +166,14 @@ private:
     asio::io_context& pick_io();
     void stop_all();
     asio::awaitable<void> accept_loop();
-    asio::awaitable<void> handle_connection(net::strand_type strand, tcp::socket sock,
-                                            std::string remote);
+    asio::awaitable<void> handle_connection(net::strand_type strand,
+                                            net::tls_stream::socket_type sock, std::string remote);
+    asio::awaitable<void> tls_accept(net::strand_type strand, net::tls_stream::socket_type sock,
+                                     std::string peer, std::shared_ptr<plugin::plugin_host> p,
+                                     void* user);
     asio::awaitable<void> plugin_accept_loop(std::shared_ptr<pipe_acceptor> a,
-                                             std::shared_ptr<plugin::plugin_host> p, void* user);
+                                             std::shared_ptr<plugin::plugin_host> p, void* user,
+                                             bool with_tls);
     void on_signal(const boost::system::error_code& ec, int sig);
     void drain();
     void reload();
@@ -186,7 +191,7 @@ private:
     asio::io_context& io_;
     std::atomic<std::size_t> next_io_{0};
     asio::signal_set signals_;
-    tcp::acceptor acceptor_;
+    pipe_acceptor acceptor_;
     plugin::plugin_set plugins_;
     failure_limiter limiter_;
     std::atomic<std::uint32_t> handshakes_{0};
@@ -199,6 +204,7 @@ private:
     std::map<std::pair<std::string, std::string>, route> routes_;
     std::vector<std::shared_ptr<pipe_acceptor>> plugin_listeners_;
     std::shared_ptr<plugin::plugin_host> https_claim_;
+    void* https_user_ = nullptr;
 };
 
 }  // namespace muxgate::gateway

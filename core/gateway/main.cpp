@@ -229,6 +229,7 @@ int main(int argc, char** argv)
                 to.cert_file = cfg.cert;
                 to.key_file = cfg.key;
             }
+            for (const auto& [c, k] : cfg.extra_certs) to.extra.push_back({c, k});
             tls = net::make_server_context(to);
             // Whatever the certificate came from: what agents' --pin and a
             // human comparing fingerprints need.

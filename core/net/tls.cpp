@@ -12,6 +12,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+#include <cctype>
 #include <stdexcept>
 
 namespace muxgate::net {
@@ -181,6 +183,100 @@ std::optional<std::string> check_pin_syntax(const std::string& pin)
     return std::nullopt;
 }
 
+bool name_matches(std::string_view pattern, std::string_view host)
+{
+    auto lower_eq = [](std::string_view a, std::string_view b) {
+        return a.size() == b.size() &&
+               std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                   return std::tolower(static_cast<unsigned char>(x)) ==
+                          std::tolower(static_cast<unsigned char>(y));
+               });
+    };
+    if (pattern.substr(0, 2) == "*.") {
+        // A wildcard covers exactly one left-most label.
+        const auto dot = host.find('.');
+        return dot != std::string_view::npos && dot > 0 && lower_eq(pattern.substr(1), host.substr(dot));
+    }
+    return lower_eq(pattern, host);
+}
+
+namespace {
+
+void load_pair(ssl::context& ctx, const std::string& cert, const std::string& key)
+{
+    boost::system::error_code ec;
+    ctx.use_certificate_chain_file(cert, ec);
+    if (ec)
+        throw std::runtime_error(fmt::format("certificate \"{}\": cannot load the chain: {}", cert,
+                                             ec.message()));
+    ctx.use_private_key_file(key, ssl::context::pem, ec);
+    if (ec)
+        throw std::runtime_error(fmt::format("key \"{}\": cannot load the private key: {}", key,
+                                             ec.message()));
+    if (SSL_CTX_check_private_key(ctx.native_handle()) != 1)
+        throw std::runtime_error(fmt::format("key \"{}\" does not match certificate \"{}\"", key, cert));
+}
+
+// The DNS names a certificate is for (subjectAltName, else the CN).
+std::vector<std::string> cert_names(X509* cert)
+{
+    std::vector<std::string> out;
+    auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+    if (sans) {
+        for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+            const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
+            if (g->type != GEN_DNS) continue;
+            const auto* s = g->d.dNSName;
+            out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                             static_cast<std::size_t>(ASN1_STRING_length(s)));
+        }
+        GENERAL_NAMES_free(sans);
+    }
+    if (out.empty()) {
+        char cn[256] = {};
+        if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0)
+            out.emplace_back(cn);
+    }
+    return out;
+}
+
+// The certificates chosen by SNI, owned by the main context.
+struct sni_table {
+    struct entry {
+        std::vector<std::string> names;
+        std::shared_ptr<ssl::context> ctx;
+    };
+    std::vector<entry> entries;
+};
+
+int sni_index()
+{
+    static const int index = SSL_CTX_get_ex_new_index(
+        0, nullptr, nullptr, nullptr,
+        [](void*, void* p, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<sni_table*>(p); });
+    return index;
+}
+
+int on_servername(SSL* ssl, int*, void* arg)
+{
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!name) return SSL_TLSEXT_ERR_OK;  // no SNI: the main certificate
+    const auto* table = static_cast<const sni_table*>(arg);
+    // Exact names win over wildcards.
+    for (int pass = 0; pass < 2; ++pass)
+        for (const auto& e : table->entries)
+            for (const auto& n : e.names) {
+                const bool wild = n.rfind("*.", 0) == 0;
+                if (wild == (pass == 1) && name_matches(n, name)) {
+                    SSL_set_SSL_CTX(ssl, e.ctx->native_handle());
+                    return SSL_TLSEXT_ERR_OK;
+                }
+            }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace
+
 std::shared_ptr<ssl::context> make_server_context(const server_tls_options& o)
 {
     auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
@@ -192,19 +288,25 @@ std::shared_ptr<ssl::context> make_server_context(const server_tls_options& o)
         if (!ec)
             ctx->use_private_key(boost::asio::buffer(o.generated->key_pem), ssl::context::pem, ec);
         if (ec) throw std::runtime_error("self-signed certificate: " + ec.message());
-        return ctx;
+    } else {
+        load_pair(*ctx, o.cert_file, o.key_file);
     }
-    ctx->use_certificate_chain_file(o.cert_file, ec);
-    if (ec)
-        throw std::runtime_error(fmt::format("tls.cert \"{}\": cannot load the certificate chain: {}",
-                                             o.cert_file, ec.message()));
-    ctx->use_private_key_file(o.key_file, ssl::context::pem, ec);
-    if (ec)
-        throw std::runtime_error(fmt::format("tls.key \"{}\": cannot load the private key: {}",
-                                             o.key_file, ec.message()));
-    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
-        throw std::runtime_error(fmt::format("tls.key \"{}\" does not match tls.cert \"{}\"",
-                                             o.key_file, o.cert_file));
+    if (!o.extra.empty()) {
+        auto table = std::make_unique<sni_table>();
+        for (const auto& f : o.extra) {
+            auto c = std::make_shared<ssl::context>(ssl::context::tls_server);
+            common_setup(*c);
+            SSL_CTX_set_options(c->native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
+            load_pair(*c, f.cert, f.key);
+            auto names = cert_names(SSL_CTX_get0_certificate(c->native_handle()));
+            if (names.empty())
+                throw std::runtime_error(fmt::format("certificate \"{}\" names no host", f.cert));
+            table->entries.push_back({std::move(names), std::move(c)});
+        }
+        SSL_CTX_set_tlsext_servername_callback(ctx->native_handle(), &on_servername);
+        SSL_CTX_set_tlsext_servername_arg(ctx->native_handle(), table.get());
+        SSL_CTX_set_ex_data(ctx->native_handle(), sni_index(), table.release());
+    }
     return ctx;
 }
 

@@ -25,11 +25,22 @@ struct self_signed {
 // literals; localhost, 127.0.0.1 and ::1 are always included) for `days`.
 self_signed make_self_signed(const std::vector<std::string>& names, int days = 365);
 
+struct cert_files {
+    std::string cert;  // PEM chain
+    std::string key;
+};
+
 struct server_tls_options {
     std::string cert_file;  // PEM chain; empty with self_signed set
     std::string key_file;
     const self_signed* generated = nullptr;
+    // More certificates, chosen by the name a client asks for (SNI); the one
+    // above serves everything else.
+    std::vector<cert_files> extra;
 };
+
+// Whether a certificate name (possibly "*.example.com") covers `host`.
+bool name_matches(std::string_view pattern, std::string_view host);
 
 // TLS 1.2+ (1.3 preferred), AES-128-GCM first (fastest with AES-NI), idle
 // connections release their buffers. Throws std::runtime_error with the file

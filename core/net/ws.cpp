@@ -30,10 +30,10 @@ constexpr std::size_t max_error_body = 512;
 class deadline {
 public:
     deadline(const asio::any_io_executor& ex, std::chrono::milliseconds d,
-             const std::shared_ptr<ws_conn>& c)
+             const std::shared_ptr<tls_stream>& c)
         : timer_(std::make_shared<asio::steady_timer>(ex, d)), done_(std::make_shared<bool>(false))
     {
-        timer_->async_wait([w = std::weak_ptr<ws_conn>(c), done = done_](error_code ec) {
+        timer_->async_wait([w = std::weak_ptr<tls_stream>(c), done = done_](error_code ec) {
             if (ec || *done) return;
             if (auto p = w.lock()) p->abort();
         });
@@ -59,21 +59,20 @@ std::string trim_body(std::string body)
 
 }  // namespace
 
-asio::awaitable<accept_result> accept_agent(tcp::socket sock, std::shared_ptr<asio::ssl::context> tls,
+asio::awaitable<accept_result> accept_agent(tls_stream::socket_type sock,
+                                            std::shared_ptr<asio::ssl::context> tls,
                                             ws_server_options o)
 {
     accept_result out;
-    auto c = std::make_shared<ws_conn>(std::move(sock), tls ? tls->native_handle() : nullptr,
-                                       ws::role::server, o.max_message);
-    c->set_close_timeout(o.handshake_timeout);
+    auto c = std::make_shared<tls_stream>(std::move(sock), tls ? tls->native_handle() : nullptr);
     deadline guard{c->socket().get_executor(), o.handshake_timeout, c};
 
-    if (auto err = co_await c->tls_handshake(true); !err.empty()) {
+    if (auto err = co_await c->handshake(true); !err.empty()) {
         out.error = guard.expired() ? "TLS handshake timed out" : err;
         co_return out;
     }
     std::string err;
-    const std::string head = co_await c->read_head(o.max_request_header, err);
+    std::string head = co_await c->read_head(o.max_request_header, err);
     if (head.empty()) {
         if (err == "HTTP head too large") {
             co_await c->write_raw(ws::response_error(431, "request header too large\n"));
@@ -90,6 +89,11 @@ asio::awaitable<accept_result> accept_agent(tcp::socket sock, std::shared_ptr<as
         co_return out;
     }
     if (req->path != o.path) {
+        if (o.handoff) {
+            out.other = c;
+            out.head = std::move(head);
+            co_return out;
+        }
         co_await c->write_raw(ws::response_error(404, "not found\n"));
         out.answered = true;
         out.error = fmt::format("HTTP {} {} is not the agent path", req->method.substr(0, 16),
@@ -117,35 +121,23 @@ asio::awaitable<accept_result> accept_agent(tcp::socket sock, std::shared_ptr<as
         out.error = "WebSocket accept failed: " + c->error_text();
         co_return out;
     }
-    out.ws = c;
+    auto conn = std::make_shared<ws_conn>(c, ws::role::server, o.max_message);
+    conn->set_close_timeout(o.handshake_timeout);
+    out.ws = conn;
     co_return out;
 }
 
-asio::awaitable<connect_result> connect_gateway(tcp::socket sock,
+asio::awaitable<connect_result> connect_gateway(tls_stream::socket_type sock,
                                                 std::shared_ptr<asio::ssl::context> tls,
                                                 ws_client_options o)
 {
     connect_result out;
-    auto c = std::make_shared<ws_conn>(std::move(sock), tls ? tls->native_handle() : nullptr,
-                                       ws::role::client, o.max_message);
-    c->set_close_timeout(o.handshake_timeout);
+    auto c = std::make_shared<tls_stream>(std::move(sock), tls ? tls->native_handle() : nullptr);
     deadline guard{c->socket().get_executor(), o.handshake_timeout, c};
 
     if (SSL* ssl = c->ssl()) {
-        error_code aec;
-        asio::ip::make_address(o.host, aec);
-        const bool ip_literal = !aec;
-        // SNI carries names only, never address literals (RFC 6066).
-        if (!ip_literal) SSL_set_tlsext_host_name(ssl, o.host.c_str());
-        if (o.verify_host) {
-            X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-            X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            if (ip_literal)
-                X509_VERIFY_PARAM_set1_ip_asc(param, o.host.c_str());
-            else
-                X509_VERIFY_PARAM_set1_host(param, o.host.c_str(), 0);
-        }
-        if (auto err = co_await c->tls_handshake(false); !err.empty()) {
+        set_peer_name(ssl, o.host, o.verify_host);
+        if (auto err = co_await c->handshake(false); !err.empty()) {
             out.error = guard.expired() ? "TLS handshake timed out" : err;
             out.retryable = SSL_get_verify_result(ssl) == X509_V_OK;
             co_return out;
@@ -186,8 +178,7 @@ asio::awaitable<connect_result> connect_gateway(tcp::socket sock,
         co_return out;
     }
     if (res->status != 101) {
-        const std::string body =
-            co_await c->read_raw(std::min(res->content_length, max_error_body));
+        const std::string body = co_await c->read_raw(std::min(res->content_length, max_error_body));
         out.error = fmt::format("gateway refused the WebSocket upgrade: HTTP {} {}", res->status,
                                 trim_body(body));
         co_return out;
@@ -201,8 +192,26 @@ asio::awaitable<connect_result> connect_gateway(tcp::socket sock,
         out.retryable = false;
         co_return out;
     }
-    out.ws = c;
+    auto conn = std::make_shared<ws_conn>(c, ws::role::client, o.max_message);
+    conn->set_close_timeout(o.handshake_timeout);
+    out.ws = conn;
     co_return out;
+}
+
+void set_peer_name(SSL* ssl, const std::string& host, bool verify)
+{
+    error_code aec;
+    asio::ip::make_address(host, aec);
+    const bool ip_literal = !aec;
+    // SNI carries names only, never address literals (RFC 6066).
+    if (!ip_literal) SSL_set_tlsext_host_name(ssl, host.c_str());
+    if (!verify) return;
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (ip_literal)
+        X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+    else
+        X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
 }
 
 }  // namespace muxgate::net
