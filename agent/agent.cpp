@@ -100,6 +100,8 @@ net::session_options agent::session_options() const
     o.limits.max_control = l.max_control_message;
     o.limits.max_streams = l.max_streams_per_agent;
     o.limits.recv_window = l.stream_window;
+    o.limits.max_recv_window = l.stream_window_max;
+    o.limits.window_growth_budget = l.window_growth_budget;
     o.pipes = pipe_limits();
     o.max_message_out = l.write_message;
     o.max_message_in = l.max_message;

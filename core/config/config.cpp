@@ -264,6 +264,8 @@ void parse_limits(reader& r, limits& l, bool gateway, context& c)
     r.size("write_message", l.write_message, 16 * KiB, 64 * MiB);
     r.size("write_quantum", l.write_quantum, 1 * KiB, 16 * MiB);
     r.size("stream_window", l.stream_window, 16 * KiB, 1024 * MiB);
+    r.size("stream_window_max", l.stream_window_max, 16 * KiB, 1024 * MiB);
+    r.size("window_growth_budget", l.window_growth_budget, 0, 2048 * MiB);
     r.size("high_watermark", l.high_watermark, 16 * KiB, 1024 * MiB);
     r.integer("max_streams", l.max_streams_per_agent, 1, 1'000'000);
     r.size("max_control_backlog", l.max_control_backlog, 64 * KiB, 1024 * MiB);

@@ -31,7 +31,9 @@ struct limits {
     std::uint32_t max_message = 4 * 1024 * 1024;     // largest WebSocket message accepted
     std::uint32_t write_message = 256 * 1024;        // largest WebSocket message written
     std::uint32_t write_quantum = 64 * 1024;         // bytes per stream per writer turn
-    std::uint32_t stream_window = 256 * 1024;        // receive credit per stream
+    std::uint32_t stream_window = 256 * 1024;        // initial receive credit per stream
+    std::uint32_t stream_window_max = 4 * 1024 * 1024;  // autotuned window's ceiling
+    std::uint32_t window_growth_budget = 64 * 1024 * 1024;  // growth over all streams
     std::uint32_t high_watermark = 256 * 1024;       // unconsumed bytes before a socket pauses
     std::uint32_t max_streams_per_agent = 4096;
     std::uint32_t max_pending_opens = 1024;          // gateway: Opens not yet answered

@@ -264,6 +264,8 @@ net::session_options gateway::session_options() const
     o.limits.max_streams = l.max_streams_per_agent;
     o.limits.max_pending_opens = l.max_pending_opens;
     o.limits.recv_window = l.stream_window;
+    o.limits.max_recv_window = l.stream_window_max;
+    o.limits.window_growth_budget = l.window_growth_budget;
     o.pipes = pipe_limits();
     o.max_message_out = l.write_message;
     o.max_message_in = l.max_message;

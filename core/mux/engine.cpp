@@ -180,6 +180,7 @@ std::optional<fatal> engine::on_stream_message(wire::control_message&& m)
         s.protocol = static_cast<std::uint8_t>(o->protocol_id);
         s.send_credit = peer_window_;
         s.recv_credit = limits_.recv_window;
+        s.window = limits_.recv_window;
         ++pending_;
         handler_.on_open(std::move(*o));
         return std::nullopt;
@@ -282,6 +283,7 @@ std::uint32_t engine::open(std::uint8_t protocol)
     s.protocol = protocol;
     s.send_credit = peer_window_;
     s.recv_credit = limits_.recv_window;
+    s.window = limits_.recv_window;
     ++pending_;
     return id;
 }
@@ -333,7 +335,7 @@ std::uint8_t engine::protocol_of(std::uint32_t stream) const noexcept
     return it == streams_.end() ? 0 : it->second.protocol;
 }
 
-void engine::consumed(std::uint32_t stream, std::uint32_t n)
+void engine::consumed(std::uint32_t stream, std::uint32_t n, bool keeping_up)
 {
     auto it = streams_.find(stream);
     if (it == streams_.end() || it->second.fin_in) return;
@@ -341,13 +343,29 @@ void engine::consumed(std::uint32_t stream, std::uint32_t n)
     s.recv_pending += n;
     // Return credit in quarter-window steps: few Window messages for bulk
     // transfers, and the peer never waits for a full window round trip.
-    const std::uint32_t threshold = std::max<std::uint32_t>(1, limits_.recv_window / 4);
-    if (s.recv_pending >= threshold) {
-        const auto credit = s.recv_pending;
-        s.recv_pending = 0;
-        s.recv_credit += credit;
-        handler_.send_control(msg::window{stream, credit});
+    const std::uint32_t threshold = std::max<std::uint32_t>(1, s.window / 4);
+    if (s.recv_pending < threshold) return;
+    std::uint32_t credit = s.recv_pending;
+    s.recv_pending = 0;
+    // Autotuning. The peer holding less than a quarter window while our
+    // side has written everything it got means the bytes in flight fill the
+    // window: the window, not a reader, limits this stream. Double it.
+    if (keeping_up && s.recv_credit < threshold && s.window < limits_.max_recv_window &&
+        growth_ < limits_.window_growth_budget) {
+        const std::uint64_t grow = std::min<std::uint64_t>(
+            {s.window, limits_.max_recv_window - s.window, limits_.window_growth_budget - growth_});
+        s.window += static_cast<std::uint32_t>(grow);
+        growth_ += grow;
+        credit += static_cast<std::uint32_t>(grow);
     }
+    s.recv_credit += credit;
+    handler_.send_control(msg::window{stream, credit});
+}
+
+std::uint32_t engine::recv_window(std::uint32_t stream) const noexcept
+{
+    auto it = streams_.find(stream);
+    return it == streams_.end() ? 0 : it->second.window;
 }
 
 void engine::fin_sent(std::uint32_t stream)
@@ -377,6 +395,7 @@ void engine::erase(std::uint32_t id) noexcept
     auto it = streams_.find(id);
     if (it == streams_.end()) return;
     if (!it->second.confirmed) --pending_;
+    if (it->second.window > limits_.recv_window) growth_ -= it->second.window - limits_.recv_window;
     streams_.erase(it);
 }
 

@@ -61,7 +61,13 @@ struct limits {
     std::uint32_t max_control = 64u << 10;       // largest control payload we accept
     std::uint32_t max_streams = 4096;            // concurrent streams on this connection
     std::uint32_t max_pending_opens = 1024;      // gateway: Opens not yet answered
-    std::uint32_t recv_window = 256u << 10;      // our receive window per stream
+    std::uint32_t recv_window = 256u << 10;      // our initial receive window per stream
+    // Window autotuning: a stream whose sender runs out of credit while its
+    // local reader keeps up gets its window doubled, up to max_recv_window,
+    // as long as the growth summed over all streams stays within
+    // window_growth_budget. max_recv_window <= recv_window turns it off.
+    std::uint32_t max_recv_window = 4u << 20;
+    std::uint64_t window_growth_budget = 64u << 20;
 };
 
 // The most credit a stream may hold (as in HTTP/2): a Window that would push
@@ -133,7 +139,14 @@ public:
 
     // Receiving side: `n` bytes delivered earlier were written to the local
     // socket; return credit to the peer when enough has accumulated.
-    void consumed(std::uint32_t stream, std::uint32_t n);
+    // `keeping_up`: the local side has (almost) nothing of this stream left
+    // to write, so a starved sender means the window is the bottleneck and
+    // the window may grow (see limits::max_recv_window).
+    void consumed(std::uint32_t stream, std::uint32_t n, bool keeping_up = false);
+    // The current receive window of a stream (0 if unknown), and the growth
+    // granted beyond recv_window over all streams.
+    std::uint32_t recv_window(std::uint32_t stream) const noexcept;
+    std::uint64_t window_growth() const noexcept { return growth_; }
 
     // Our Fin for the stream was put on the wire (after all its data).
     void fin_sent(std::uint32_t stream);
@@ -158,6 +171,7 @@ private:
         std::int64_t send_credit = 0;
         std::uint32_t recv_credit = 0;   // what the peer may still send
         std::uint32_t recv_pending = 0;  // consumed, not yet returned as credit
+        std::uint32_t window = 0;        // current receive window (autotuned)
     };
 
     std::optional<fatal> on_control(std::span<const std::uint8_t> payload);
@@ -177,6 +191,7 @@ private:
     std::uint64_t next_id_ = 1;         // gateway: next stream id to allocate
     std::uint32_t highest_peer_id_ = 0; // agent: highest id the gateway opened
     std::size_t pending_ = 0;           // unconfirmed streams
+    std::uint64_t growth_ = 0;          // sum of (window - recv_window) over streams
     std::string open_refusal_;
     std::unordered_map<std::uint32_t, stream_state> streams_;
 };

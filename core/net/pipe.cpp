@@ -172,7 +172,7 @@ void pipe::set_reading(bool enabled)
 void pipe::consumed(std::size_t n)
 {
     unconsumed_ -= std::min(n, unconsumed_);
-    on_consumed(n);
+    on_consumed(n, unconsumed_ == 0);
     if (unconsumed_ <= limits_.low_watermark && !finished_) on_read_interest();
 }
 
@@ -182,7 +182,7 @@ void pipe::deliver(chunk&& c)
     bytes_in_ += n;
     touch();
     if (discard_input_) {
-        on_consumed(n);
+        on_consumed(n, false);
         return;
     }
     if (peer_) {
@@ -192,7 +192,7 @@ void pipe::deliver(chunk&& c)
     }
     if (events_) {
         emit([&](pipe_events& e) { e.on_data(handle_, user_, c.bytes()); });
-        on_consumed(n);
+        on_consumed(n, true);
     }
 }
 
@@ -206,7 +206,7 @@ void pipe::deliver_copy(std::span<const std::uint8_t> bytes)
     bytes_in_ += n;
     touch();
     if (discard_input_) {
-        on_consumed(n);
+        on_consumed(n, false);
         return;
     }
     if (peer_) {
@@ -217,7 +217,7 @@ void pipe::deliver_copy(std::span<const std::uint8_t> bytes)
     }
     if (events_) {
         emit([&](pipe_events& e) { e.on_data(handle_, user_, bytes); });
-        on_consumed(n);
+        on_consumed(n, true);
     }
 }
 

@@ -162,8 +162,9 @@ protected:
     virtual void on_abort(mg_close_reason why, std::string_view message) = 0;  // tell the remote, stop I/O
     virtual void on_finish() = 0;           // release resources
     virtual void on_read_interest() = 0;    // the consumer can take more
-    // `n` delivered bytes were consumed (streams return credit here).
-    virtual void on_consumed(std::size_t /*n*/) {}
+    // `n` delivered bytes were consumed (streams return credit here);
+    // `keeping_up`: little or nothing delivered is still waiting to be written.
+    virtual void on_consumed(std::size_t /*n*/, bool /*keeping_up*/) {}
     // Queue bytes that live only for this call (default: copy into a chunk).
     virtual void on_write_copy(std::span<const std::uint8_t> bytes) { on_write(chunk::copy_of(bytes)); }
     // The linked peer became established (an agent stream confirms here).

@@ -147,10 +147,10 @@ void stream_pipe::on_read_interest()
     }
 }
 
-void stream_pipe::on_consumed(std::size_t n)
+void stream_pipe::on_consumed(std::size_t n, bool keeping_up)
 {
     if (auto s = session_.lock())
-        s->engine().consumed(stream_id, static_cast<std::uint32_t>(n));
+        s->engine().consumed(stream_id, static_cast<std::uint32_t>(n), keeping_up);
 }
 
 // ==================================================================== session

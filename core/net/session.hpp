@@ -74,7 +74,7 @@ private:
     void on_abort(mg_close_reason why, std::string_view message) override;
     void on_finish() override;
     void on_read_interest() override;
-    void on_consumed(std::size_t n) override;
+    void on_consumed(std::size_t n, bool keeping_up) override;
     void on_peer_open() override;
 
     std::weak_ptr<session> session_;

@@ -33,7 +33,7 @@ void set_nodelay(socket_pipe::socket_type& s)
 
 socket_pipe::socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits, socket_type&& s,
                          std::string peer, bool tcp)
-    : pipe(kind, ex, limits), sock_(std::move(s)), connected_(true), tcp_(tcp)
+    : pipe(kind, ex, limits), sock_(std::move(s)), tcp_(tcp), connected_(true)
 {
     // Everything about the peer came with accept(): no getpeername() or
     // getsockname() per connection.

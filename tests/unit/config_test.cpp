@@ -68,6 +68,8 @@ TEST_CASE("gateway: the smallest valid file gives the documented defaults")
     CHECK(g.port_reservation_s == 300);
     CHECK(g.lim.max_frame_payload == 1024 * 1024);
     CHECK(g.lim.stream_window == 256 * 1024);
+    CHECK(g.lim.stream_window_max == 4 * 1024 * 1024);
+    CHECK(g.lim.window_growth_budget == 64 * 1024 * 1024);
     CHECK(g.lim.heartbeat_interval_ms == 10'000);
     CHECK(g.lim.heartbeat_timeout_ms == 30'000);
     CHECK(g.plugin_config.empty());
@@ -104,6 +106,8 @@ max_message = "8MiB"
 write_message = "128k"
 write_quantum = 32768
 stream_window = "1 GiB"
+stream_window_max = "8 MiB"
+window_growth_budget = 0
 high_watermark = "512 KiB"
 max_streams = 100
 max_pending_opens = 10
@@ -162,6 +166,8 @@ max_auth = 3
     CHECK(l.write_message == 128u << 10);
     CHECK(l.write_quantum == 32768);
     CHECK(l.stream_window == 1u << 30);
+    CHECK(l.stream_window_max == 8u << 20);
+    CHECK(l.window_growth_budget == 0);
     CHECK(l.high_watermark == 512u << 10);
     CHECK(l.max_streams_per_agent == 100);
     CHECK(l.max_pending_opens == 10);
@@ -180,7 +186,7 @@ max_auth = 3
     REQUIRE(g.agents.size() == 2);
     const auto& a = g.agents[0];
     CHECK(a.name == "office-1");
-    CHECK(a.line == 45);
+    CHECK(a.line == 47);
     CHECK(token::format_hash(a.token_hash) == hash0);
     CHECK(a.protocols == lines{"tcp"});
     REQUIRE(a.ports.size() == 2);
@@ -191,7 +197,7 @@ max_auth = 3
     REQUIRE(a.plugin_acl.count("tcp") == 1);
     CHECK(a.plugin_acl.at("tcp") == R"({"allow":["10.0.0.0/8"]})");
     CHECK(g.agents[1].name == "lab.B_2");
-    CHECK(g.agents[1].line == 52);
+    CHECK(g.agents[1].line == 54);
     CHECK(g.agents[1].ports.empty());
     CHECK(g.agents[1].protocols.empty());
     REQUIRE(g.plugin_config.count("ssh") == 1);

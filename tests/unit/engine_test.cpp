@@ -585,6 +585,82 @@ TEST_CASE("consumed() with a window below 4 bytes returns every byte")
     CHECK(g.h.take() == lines{R"(send {"type":"Window","stream":1,"credit":1})"});
 }
 
+TEST_CASE("autotuning: a starved sender and a reader that keeps up double the window")
+{
+    agent_with_stream a;  // recv_window 100: threshold 25
+    a.ok(data_frame(3, 1, std::string(90, 'a')));  // the peer holds 10 < 25
+    a.e.consumed(1, 25, true);
+    CHECK(a.h.take() == lines{R"(send {"type":"Window","stream":1,"credit":125})"});
+    CHECK(a.e.recv_window(1) == 200);
+    CHECK(a.e.window_growth() == 100);
+    // The peer may now send 10 + 125 = 135 bytes, and not one more.
+    CHECK(a.ok(data_frame(3, 1, std::string(135, 'b'))).size() == 1);
+    CHECK(a.ok(data_frame(3, 1, "c")) ==
+          lines{reset_line(1, "flow_control", "1 bytes sent with 0 bytes of credit"),
+                "reset 1 stream_error flow_control: 1 bytes sent with 0 bytes of credit"});
+    // The stream is gone: its growth is given back to the budget.
+    CHECK(a.e.window_growth() == 0);
+    CHECK(a.e.recv_window(1) == 0);
+}
+
+TEST_CASE("autotuning: no growth while the reader lags or the peer still has credit")
+{
+    SUBCASE("reader behind")
+    {
+        agent_with_stream a;
+        a.ok(data_frame(3, 1, std::string(90, 'a')));
+        a.e.consumed(1, 25, false);
+        CHECK(a.h.take() == lines{R"(send {"type":"Window","stream":1,"credit":25})"});
+        CHECK(a.e.recv_window(1) == 100);
+    }
+    SUBCASE("sender not starved")
+    {
+        agent_with_stream a;
+        a.ok(data_frame(3, 1, std::string(30, 'a')));  // the peer still holds 70
+        a.e.consumed(1, 25, true);
+        CHECK(a.h.take() == lines{R"(send {"type":"Window","stream":1,"credit":25})"});
+        CHECK(a.e.recv_window(1) == 100);
+        CHECK(a.e.window_growth() == 0);
+    }
+}
+
+TEST_CASE("autotuning: the window stops at max_recv_window and the growth at the budget")
+{
+    auto l = small_limits();
+    l.max_recv_window = 150;
+    l.window_growth_budget = 70;
+    side g{role::gateway, l};
+    REQUIRE(g.e.open(3) == 1);
+    REQUIRE(g.e.open(3) == 3);
+    g.ok(msg::opened{1});
+    g.ok(msg::opened{3});
+    g.ok(data_frame(3, 1, std::string(100, 'a')));
+    g.e.consumed(1, 100, true);  // doubling would give 200; the ceiling is 150
+    CHECK(g.h.take() == lines{R"(send {"type":"Window","stream":1,"credit":150})"});
+    CHECK(g.e.recv_window(1) == 150);
+    g.ok(data_frame(3, 1, std::string(150, 'a')));
+    g.e.consumed(1, 150, true);  // at the ceiling: plain credit
+    CHECK(g.h.take() == lines{R"(send {"type":"Window","stream":1,"credit":150})"});
+    g.ok(data_frame(3, 3, std::string(100, 'b')));
+    g.e.consumed(3, 100, true);  // 50 of the budget used: 20 left
+    CHECK(g.h.take() == lines{R"(send {"type":"Window","stream":3,"credit":120})"});
+    CHECK(g.e.recv_window(3) == 120);
+    CHECK(g.e.window_growth() == 70);
+}
+
+TEST_CASE("autotuning off: max_recv_window at recv_window")
+{
+    auto l = small_limits();
+    l.max_recv_window = l.recv_window;
+    side g{role::gateway, l};
+    REQUIRE(g.e.open(3) == 1);
+    g.ok(msg::opened{1});
+    g.ok(data_frame(3, 1, std::string(100, 'a')));
+    g.e.consumed(1, 100, true);
+    CHECK(g.h.take() == lines{R"(send {"type":"Window","stream":1,"credit":100})"});
+    CHECK(g.e.recv_window(1) == 100);
+}
+
 TEST_CASE("no credit is returned once the peer has finished sending")
 {
     agent_with_stream a;
