@@ -29,8 +29,20 @@ ws_conn::~ws_conn() = default;
 void ws_conn::mask_key(std::uint8_t key[4])
 {
     // Masking exists to stop cache poisoning of plain-HTTP intermediaries
-    // (RFC 6455 10.3); OpenSSL's generator is both unpredictable and cheap.
-    RAND_bytes(key, 4);
+    // (RFC 6455 10.3): keys must be unpredictable, so they come from
+    // OpenSSL's generator, drawn 64 keys at a time (each RAND_bytes call
+    // costs a getpid() for fork detection, once per message otherwise).
+    thread_local std::uint8_t pool[256];
+    thread_local std::size_t used = sizeof pool;
+    if (used == sizeof pool) {
+        if (RAND_bytes(pool, sizeof pool) != 1) {
+            RAND_bytes(key, 4);  // retried per key; a failure leaves the pool empty
+            return;
+        }
+        used = 0;
+    }
+    std::memcpy(key, pool + used, 4);
+    used += 4;
 }
 
 void ws_conn::send_control(ws::opcode op, std::string_view payload)
