@@ -191,10 +191,15 @@ void socket_pipe::on_write_copy(std::span<const std::uint8_t> bytes)
             fail(ec, "write");
             return;
         }
-        if (n) outbound_written(n);
-        if (finished()) return;
         bytes = bytes.subspan(n);
-        if (bytes.empty()) return;
+        // Queue the rest before reporting progress: outbound_written() can
+        // make the peer deliver more at once (re-entering here), and those
+        // bytes must go after these.
+        if (!bytes.empty()) append_copy(outq_, bytes);
+        if (n) outbound_written(n);
+        if (finished() || outq_.empty()) return;
+        flush();
+        return;
     }
     append_copy(outq_, bytes);
     flush();
@@ -210,8 +215,12 @@ void socket_pipe::on_write(chunk&& c)
             return;
         }
         c.consume(n);
+        // As in on_write_copy: the rest is queued before progress is reported.
+        if (!c.empty()) outq_.push_back(std::move(c));
         if (n) outbound_written(n);
-        if (finished() || c.empty()) return;
+        if (finished() || outq_.empty()) return;
+        flush();
+        return;
     }
     outq_.push_back(std::move(c));
     flush();
