@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace muxgate::mux {
 
@@ -104,7 +105,8 @@ std::optional<fatal> engine::on_control(std::span<const std::uint8_t> payload)
 
     if (std::holds_alternative<msg::open>(m) || std::holds_alternative<msg::opened>(m) ||
         std::holds_alternative<msg::refused>(m) || std::holds_alternative<msg::fin>(m) ||
-        std::holds_alternative<msg::reset>(m) || std::holds_alternative<msg::window>(m))
+        std::holds_alternative<msg::reset>(m) || std::holds_alternative<msg::window>(m) ||
+        std::holds_alternative<msg::blocked>(m))
         return on_stream_message(std::move(m));
 
     handler_.on_session_message(std::move(m));
@@ -156,6 +158,8 @@ std::optional<fatal> engine::on_data_frame(const wire::frame& f)
     }
     if (f.data.empty()) return std::nullopt;
     s.recv_credit -= static_cast<std::uint32_t>(f.data.size());
+    // The peer is (nearly) out of credit: the window may be what limits it.
+    if (s.recv_credit < std::max<std::uint32_t>(1, s.window / 4)) s.starved = true;
     handler_.on_data(f.stream, f.data);
     return std::nullopt;
 }
@@ -244,7 +248,15 @@ std::optional<fatal> engine::on_stream_message(wire::control_message&& m)
                                      max_credit));
             return std::nullopt;
         }
+        s.blocked_sent = false;
         if (was_blocked && s.send_credit > 0) handler_.on_credit(w->stream);
+        return std::nullopt;
+    }
+    if (auto* b = std::get_if<msg::blocked>(&m)) {
+        auto it = streams_.find(b->stream);
+        if (it == streams_.end()) return unknown_stream(b->stream, "Blocked");
+        // The peer waits for credit: the window may grow at the next return.
+        it->second.starved = true;
         return std::nullopt;
     }
     return std::nullopt;
@@ -347,10 +359,12 @@ void engine::consumed(std::uint32_t stream, std::uint32_t n, bool keeping_up)
     if (s.recv_pending < threshold) return;
     std::uint32_t credit = s.recv_pending;
     s.recv_pending = 0;
-    // Autotuning. The peer holding less than a quarter window while our
-    // side has written everything it got means the bytes in flight fill the
-    // window: the window, not a reader, limits this stream. Double it.
-    if (keeping_up && s.recv_credit < threshold && s.window < limits_.max_recv_window &&
+    // Autotuning. The peer ran (nearly) out of credit since the last return
+    // while our side keeps writing out what it gets: the bytes in flight
+    // fill the window, so the window, not a reader, limits this stream.
+    // Double it.
+    const bool starved = std::exchange(s.starved, false);
+    if (keeping_up && starved && s.window < limits_.max_recv_window &&
         growth_ < limits_.window_growth_budget) {
         const std::uint64_t grow = std::min<std::uint64_t>(
             {s.window, limits_.max_recv_window - s.window, limits_.window_growth_budget - growth_});
@@ -360,6 +374,14 @@ void engine::consumed(std::uint32_t stream, std::uint32_t n, bool keeping_up)
     }
     s.recv_credit += credit;
     handler_.send_control(msg::window{stream, credit});
+}
+
+void engine::blocked(std::uint32_t stream)
+{
+    auto it = streams_.find(stream);
+    if (it == streams_.end() || it->second.blocked_sent || it->second.send_credit > 0) return;
+    it->second.blocked_sent = true;
+    handler_.send_control(msg::blocked{stream});
 }
 
 std::uint32_t engine::recv_window(std::uint32_t stream) const noexcept

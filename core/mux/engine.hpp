@@ -133,6 +133,9 @@ public:
     // Sending side: how much data may go out now, and record that it did.
     std::int64_t send_credit(std::uint32_t stream) const noexcept;
     void consume_credit(std::uint32_t stream, std::uint32_t n) noexcept;
+    // The stream has data queued and no send credit: tell the peer once
+    // (Blocked) until its next Window, so it may grow the window.
+    void blocked(std::uint32_t stream);
     // Whether this side may send data on the stream at all (confirmed on the
     // agent side, not finished).
     bool can_send(std::uint32_t stream) const noexcept;
@@ -140,8 +143,8 @@ public:
     // Receiving side: `n` bytes delivered earlier were written to the local
     // socket; return credit to the peer when enough has accumulated.
     // `keeping_up`: the local side has (almost) nothing of this stream left
-    // to write, so a starved sender means the window is the bottleneck and
-    // the window may grow (see limits::max_recv_window).
+    // to write, so a sender that ran out of credit since the last return was
+    // held back by the window, which may then grow (limits::max_recv_window).
     void consumed(std::uint32_t stream, std::uint32_t n, bool keeping_up = false);
     // The current receive window of a stream (0 if unknown), and the growth
     // granted beyond recv_window over all streams.
@@ -172,6 +175,8 @@ private:
         std::uint32_t recv_credit = 0;   // what the peer may still send
         std::uint32_t recv_pending = 0;  // consumed, not yet returned as credit
         std::uint32_t window = 0;        // current receive window (autotuned)
+        bool starved = false;            // the peer neared zero credit since the last return
+        bool blocked_sent = false;       // we sent Blocked; no Window since
     };
 
     std::optional<fatal> on_control(std::span<const std::uint8_t> payload);

@@ -172,7 +172,7 @@ void pipe::set_reading(bool enabled)
 void pipe::consumed(std::size_t n)
 {
     unconsumed_ -= std::min(n, unconsumed_);
-    on_consumed(n, unconsumed_ == 0);
+    on_consumed(n, unconsumed_ <= limits_.low_watermark);
     if (unconsumed_ <= limits_.low_watermark && !finished_) on_read_interest();
 }
 

@@ -150,7 +150,8 @@ void stream_pipe::on_read_interest()
 void stream_pipe::on_consumed(std::size_t n, bool keeping_up)
 {
     if (auto s = session_.lock())
-        s->engine().consumed(stream_id, static_cast<std::uint32_t>(n), keeping_up);
+        s->engine().consumed(stream_id, static_cast<std::uint32_t>(n),
+                             keeping_up && inbox_.empty());
 }
 
 // ==================================================================== session
@@ -393,9 +394,14 @@ void session::build_message()
 
     // Every frame counts against the peer's max_message: control frames are
     // taken whole, as many as fit (at least one), then data, then Fins.
-    const std::size_t budget =
-        std::min<std::size_t>(opts_.max_message_out,
-                              peer_max_message_ ? peer_max_message_ : opts_.max_message_out);
+    // write_message bounds the control and data bytes of a message; the
+    // data frames' 9-byte headers come on top (within the peer's limit), so
+    // a stream that has exactly write_message bytes ready sends them in one
+    // message instead of one full message and a tiny tail.
+    const std::size_t peer_max = peer_max_message_ ? peer_max_message_ : opts_.max_message_out;
+    const std::size_t budget = std::min<std::size_t>(opts_.max_message_out, peer_max);
+    const std::size_t hard = std::min<std::size_t>(
+        peer_max, opts_.max_message_out + max_frames_per_message * wire::data_header_size);
     std::size_t used = 0;
     while (!ctrl_sizes_.empty() && (used == 0 || used + ctrl_sizes_.front() <= budget)) {
         used += ctrl_sizes_.front();
@@ -409,6 +415,7 @@ void session::build_message()
         ctrl_.erase(0, used);
     }
     if (used) seq_.emplace_back(ctrl_inflight_.data(), ctrl_inflight_.size());
+    std::size_t payload = used;  // control bytes and data bytes, not data headers
     if (closing_) {
         ready_.clear();
         return;
@@ -421,7 +428,7 @@ void session::build_message()
     if (!ready_.empty() && headers_.capacity() < max_frames_per_message)
         headers_.reserve(max_frames_per_message);
 
-    while (!ready_.empty() && used + wire::data_header_size < budget &&
+    while (!ready_.empty() && payload < budget && used + wire::data_header_size < hard &&
            headers_.size() < max_frames_per_message) {
         auto s = std::move(ready_.front());
         ready_.pop_front();
@@ -435,12 +442,13 @@ void session::build_message()
         std::size_t quantum = opts_.write_quantum;
         if (engine_.can_send(id)) {
             std::int64_t credit = engine_.send_credit(id);
-            while (!s->outq_.empty() && credit > 0 && quantum > 0 &&
-                   used + wire::data_header_size < budget &&
+            while (!s->outq_.empty() && credit > 0 && quantum > 0 && payload < budget &&
+                   used + wire::data_header_size < hard &&
                    headers_.size() < max_frames_per_message) {
                 chunk& c = s->outq_.front();
-                const std::size_t n = std::min({c.size(), static_cast<std::size_t>(credit), quantum,
-                                                budget - used - wire::data_header_size, max_payload});
+                const std::size_t n =
+                    std::min({c.size(), static_cast<std::size_t>(credit), quantum, budget - payload,
+                              hard - used - wire::data_header_size, max_payload});
                 auto& h = headers_.emplace_back();
                 wire::encode_data_header(h.data(), s->protocol_, id, static_cast<std::uint32_t>(n));
                 seq_.emplace_back(h.data(), h.size());
@@ -452,12 +460,13 @@ void session::build_message()
                 credit -= static_cast<std::int64_t>(n);
                 quantum -= n;
                 used += wire::data_header_size + n;
+                payload += n;
             }
         }
         if (s->outq_.empty() && s->fin_requested() && !s->fin_sent_) {
             std::string f;
             wire::append_control_frame(f, wire::serialize(msg::fin{id}));
-            if (used + f.size() > budget) {
+            if (used + f.size() > hard) {
                 // No room left in this message: the Fin leads the next one.
                 s->ready_ = true;
                 ready_.push_front(std::move(s));
@@ -470,9 +479,13 @@ void session::build_message()
             s->fin_sent_ = true;
             inflight_.push_back({s, chunk{}, 0, true});
         }
-        if (!s->outq_.empty() && engine_.send_credit(id) > 0 && engine_.can_send(id)) {
-            s->ready_ = true;
-            ready_.push_back(std::move(s));
+        if (!s->outq_.empty() && engine_.can_send(id)) {
+            if (engine_.send_credit(id) > 0) {
+                s->ready_ = true;
+                ready_.push_back(std::move(s));
+            } else {
+                engine_.blocked(id);
+            }
         }
     }
 }

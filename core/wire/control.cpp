@@ -274,6 +274,11 @@ parse_result parse_control(std::string_view text)
         m.credit = r.u32("credit", true, 0, 1);
         return finish(r, m);
     }
+    if (type == "Blocked") {
+        msg::blocked m;
+        m.stream = r.stream();
+        return finish(r, m);
+    }
     if (type == "Error") {
         msg::error m;
         m.code = r.str("code", true, max_name);
@@ -311,6 +316,7 @@ struct type_visitor {
     std::string_view operator()(const msg::window&) const { return "Window"; }
     std::string_view operator()(const msg::error&) const { return "Error"; }
     std::string_view operator()(const msg::goodbye&) const { return "Goodbye"; }
+    std::string_view operator()(const msg::blocked&) const { return "Blocked"; }
 };
 
 // Parses an object text that we produced or validated earlier; anything else
@@ -405,6 +411,7 @@ struct serialize_visitor {
         o["stream"] = m.stream;
         o["credit"] = m.credit;
     }
+    void operator()(const msg::blocked& m) const { o["stream"] = m.stream; }
     void operator()(const msg::error& m) const
     {
         o["code"] = m.code;

@@ -96,6 +96,11 @@ struct window {
     std::uint32_t stream = 0;
     std::uint32_t credit = 0;
 };
+// The sender has data for the stream and no credit left (a hint: the
+// receiver may grow the stream's window).
+struct blocked {
+    std::uint32_t stream = 0;
+};
 struct error {
     std::string code;
     std::string message;
@@ -111,7 +116,7 @@ using control_message =
     std::variant<msg::auth, msg::auth_ok, msg::auth_error, msg::heartbeat, msg::heartbeat_ack,
                  msg::register_tunnel, msg::registered, msg::register_error, msg::unregister,
                  msg::open, msg::opened, msg::refused, msg::fin, msg::reset, msg::window,
-                 msg::error, msg::goodbye>;
+                 msg::error, msg::goodbye, msg::blocked>;
 
 // The "type" string of a message ("Auth", "Window", ...).
 std::string_view type_name(const control_message& m) noexcept;

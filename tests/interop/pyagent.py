@@ -435,6 +435,7 @@ REQ = {  # type -> {field: (checker, required)}
     "Fin": {"stream": (_is_u32, True)},
     "Reset": {"stream": (_is_u32, True), "code": (_is_str, True), "message": (_is_str, False)},
     "Window": {"stream": (_is_u32, True), "credit": (lambda v: _is_u32(v, 1), True)},
+    "Blocked": {"stream": (_is_u32, True)},
 }
 NEVER_RECEIVED = {"HeartbeatAck", "Register", "Unregister", "Opened", "Refused"}
 AUTH_PHASE = {"Auth", "AuthOk", "AuthError"}
@@ -861,6 +862,9 @@ class Session:
             self.stats["windows_in"] += 1
             if st is not None:
                 st.on_window(m["credit"])
+        elif t == "Blocked":
+            # A hint that the gateway waits for credit; this agent keeps fixed windows.
+            self.check_stream_id(m["stream"], t)
         else:
             log("ignoring unknown message type", t)
             self.stats["unknown_types"] += 1

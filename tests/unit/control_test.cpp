@@ -50,6 +50,7 @@ auto fields(const msg::reset& m) { return std::tie(m.stream, m.code, m.message);
 auto fields(const msg::window& m) { return std::tie(m.stream, m.credit); }
 auto fields(const msg::error& m) { return std::tie(m.code, m.message); }
 auto fields(const msg::goodbye& m) { return std::tie(m.reason, m.drain_ms); }
+auto fields(const msg::blocked& m) { return std::tie(m.stream); }
 
 bool same(const wire::control_message& a, const wire::control_message& b)
 {
@@ -84,6 +85,7 @@ std::vector<wire::control_message> every_message()
         msg::window{9, 4294967295u},
         msg::error{"protocol_error", "bad frame"},
         msg::goodbye{"gateway is shutting down", 15000},
+        msg::blocked{11},
     };
 }
 
@@ -153,6 +155,7 @@ const std::vector<type_spec>& table()
         {"Window", {stream(), uint("credit", true, 1)}},
         {"Error", {str("code", true, 256), str("message", false, 4096)}},
         {"Goodbye", {str("reason", false, 4096), uint("drain_ms", false)}},
+        {"Blocked", {stream()}},
     };
     return t;
 }
@@ -239,7 +242,7 @@ TEST_CASE("type_name gives the documented type strings")
     const std::vector<std::string> names{
         "Auth",  "AuthOk", "AuthError", "Heartbeat", "HeartbeatAck", "Register",
         "Registered", "RegisterError", "Unregister", "Open", "Opened", "Refused",
-        "Fin", "Reset", "Window", "Error", "Goodbye"};
+        "Fin", "Reset", "Window", "Error", "Goodbye", "Blocked"};
     const auto all = every_message();
     REQUIRE(all.size() == names.size());
     for (std::size_t i = 0; i < all.size(); ++i) CHECK(wire::type_name(all[i]) == names[i]);
@@ -252,6 +255,7 @@ TEST_CASE("serialize writes compact JSON in field order, leaving out empty optio
 {
     CHECK(wire::serialize(msg::fin{1}) == R"({"type":"Fin","stream":1})");
     CHECK(wire::serialize(msg::window{3, 65536}) == R"({"type":"Window","stream":3,"credit":65536})");
+    CHECK(wire::serialize(msg::blocked{3}) == R"({"type":"Blocked","stream":3})");
     CHECK(wire::serialize(msg::reset{5, "timeout", ""}) == R"({"type":"Reset","stream":5,"code":"timeout"})");
     CHECK(wire::serialize(msg::auth_error{"bad_token", "no", 0}) ==
           R"({"type":"AuthError","code":"bad_token","message":"no"})");

@@ -648,6 +648,49 @@ TEST_CASE("autotuning: the window stops at max_recv_window and the growth at the
     CHECK(g.e.window_growth() == 70);
 }
 
+TEST_CASE("Blocked: sent once per credit drought, only when out of credit")
+{
+    gateway_with_stream g;
+    g.e.blocked(1);  // credit left: nothing to say
+    CHECK(g.h.take().empty());
+    g.e.consume_credit(1, peer_window);
+    g.e.blocked(1);
+    CHECK(g.h.take() == lines{R"(send {"type":"Blocked","stream":1})"});
+    g.e.blocked(1);  // already said
+    CHECK(g.h.take().empty());
+    CHECK(g.ok(msg::window{1, 10}) == lines{"credit 1"});
+    g.e.consume_credit(1, 10);
+    g.e.blocked(1);  // a new drought after a Window
+    CHECK(g.h.take() == lines{R"(send {"type":"Blocked","stream":1})"});
+    g.e.blocked(7);  // unknown stream: nothing
+    CHECK(g.h.take().empty());
+}
+
+TEST_CASE("Blocked from the peer lets the window grow at the next credit return")
+{
+    agent_with_stream a;  // recv_window 100
+    a.ok(data_frame(3, 1, std::string(30, 'a')));  // the peer still holds 70 as we see it
+    CHECK(a.ok(msg::blocked{1}).empty());           // but it says it has none
+    a.e.consumed(1, 30, true);
+    CHECK(a.h.take() == lines{R"(send {"type":"Window","stream":1,"credit":130})"});
+    CHECK(a.e.recv_window(1) == 200);
+    // Blocked alone is not enough when the reader lags.
+    a.ok(msg::blocked{1});
+    a.ok(data_frame(3, 1, std::string(60, 'b')));
+    a.e.consumed(1, 60, false);
+    CHECK(a.h.take() == lines{R"(send {"type":"Window","stream":1,"credit":60})"});
+    CHECK(a.e.recv_window(1) == 200);
+}
+
+TEST_CASE("Blocked for a stream never opened is fatal; for a closed one it is ignored")
+{
+    agent_with_stream a;
+    a.e.reset(1, "cancel", "");
+    a.h.take();
+    CHECK(a.ok(msg::blocked{1}).empty());
+    a.fails(msg::blocked{9}, close_code::protocol_error, "Blocked for stream 9 that was never opened");
+}
+
 TEST_CASE("autotuning off: max_recv_window at recv_window")
 {
     auto l = small_limits();
