@@ -135,6 +135,7 @@ first_packet parse(std::span<const std::uint8_t> b, const parse_limits& limits)
             r.preconnection_blob = std::move(blob);
         }
         r.has_preconnection = true;
+        r.preconnection_size = cb;
         off = cb;
     }
 

@@ -54,6 +54,7 @@ struct first_packet {
 
     // Preconnection PDU, if the client sent one.
     bool has_preconnection = false;
+    std::size_t preconnection_size = 0;       // its cbSize: where the TPKT starts
     std::uint32_t preconnection_version = 0;  // 1 or 2
     std::uint32_t preconnection_id = 0;
     std::string preconnection_blob;           // v2 wszPCB as UTF-8, trailing NULs cut

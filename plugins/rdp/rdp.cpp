@@ -80,7 +80,7 @@ public:
         d.ingress = e.options.public_port ? MG_INGRESS_PORT : MG_INGRESS_ROUTED;
         if (!e.options.public_port)
             d.message = cfg_.listen.empty() ? "rdp: routed only, but no shared port is configured"
-                                            : "rdp://" + cfg_.listen + " (routed by name)";
+                                            : cfg_.listen + " (the shared rdp port, routed by name)";
         std::lock_guard lock{mutex_};
         routes_.add(std::move(e));
         return MG_OK;
@@ -249,6 +249,7 @@ private:
                                 rdp::printable(choice.key) + "\"";
         std::string agent, tunnel;
         bool admitted = false;
+        bool strip = false;
         rdp::lookup_status st;
         {
             std::lock_guard lock{mutex_};
@@ -258,6 +259,7 @@ private:
                 agent = r.entry->agent;
                 tunnel = r.entry->tunnel;
                 admitted = r.entry->admits(s.peer);
+                strip = r.entry->options.strip_preconnection;
             }
         }
         if (st == rdp::lookup_status::unknown) {
@@ -278,6 +280,10 @@ private:
             return;
         }
         s.route = via;
+        if (strip && p.has_preconnection) {
+            s.route += " (preconnection PDU dropped)";
+            s.buf.erase(0, p.preconnection_size);
+        }
         connect_client(s, agent, tunnel, s.buf);
     }
 

@@ -219,7 +219,8 @@ bool parse_tunnel_options(std::string_view text, tunnel_options& out, std::strin
 {
     json::object o;
     if (!parse_object(text, o, why)) return false;
-    constexpr std::string_view known = "public_port, names, preconnection_id, users, allow_from";
+    constexpr std::string_view known =
+        "public_port, names, preconnection_id, users, allow_from, strip_preconnection";
     for (const auto& [k, v] : o) {
         if (k == "public_port") {
             if (!get_bool(v, k, out.public_port, why)) return false;
@@ -233,6 +234,8 @@ bool parse_tunnel_options(std::string_view text, tunnel_options& out, std::strin
             if (!get_strings(v, k, out.users, why)) return false;
         } else if (k == "allow_from") {
             if (!get_cidrs(v, k, out.allow_from, why)) return false;
+        } else if (k == "strip_preconnection") {
+            if (!get_bool(v, k, out.strip_preconnection, why)) return false;
         } else {
             why = unknown_key(k, known);
             return false;

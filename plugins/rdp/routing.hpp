@@ -51,6 +51,10 @@ struct tunnel_options {
     std::optional<std::uint32_t> preconnection_id;  // route by this Id (/pcid:)
     std::vector<std::string> users;          // mstshash values routed here
     std::vector<cidr> allow_from;            // sources allowed; empty = any
+    // Forward the Connection Request without the preconnection PDU: for
+    // targets that are plain RDP servers (a preconnection PDU is meant for
+    // Hyper-V hosts and brokers; FreeRDP's server rejects it).
+    bool strip_preconnection = false;
 };
 
 bool parse_tunnel_options(std::string_view json, tunnel_options& out, std::string& why);

@@ -119,6 +119,7 @@ TEST_CASE("preconnection PDU v2 with FreeRDP's double NUL, then the CR")
     REQUIRE(r.status == parse_status::complete);
     CHECK(r.size == pkt.size());
     CHECK(r.has_preconnection);
+    CHECK(r.preconnection_size == 36);
     CHECK(r.preconnection_version == 2);
     CHECK(r.preconnection_blob == "deskpcb");
     CHECK(r.mstshash == "root");

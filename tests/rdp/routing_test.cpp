@@ -71,7 +71,9 @@ TEST_CASE("tunnel options and the operator's ACL")
     tunnel_options o;
     std::string why;
     REQUIRE(parse_tunnel_options(R"({"public_port":false,"names":["a","b"],
-        "preconnection_id":42,"users":["alice"],"allow_from":["127.0.0.0/8"]})", o, why));
+        "preconnection_id":42,"users":["alice"],"allow_from":["127.0.0.0/8"],
+        "strip_preconnection":true})", o, why));
+    CHECK(o.strip_preconnection);
     CHECK_FALSE(o.public_port);
     CHECK(o.names.size() == 2);
     CHECK(o.preconnection_id == 42u);
