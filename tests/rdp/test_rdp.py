@@ -411,5 +411,32 @@ def stalled(env):
                      after=mark, what="refusal without a name")
 
 
+@h.case("example_configs_and_bad_options")
+def configs(env):
+    """etc/gateway.rdp.toml and etc/agent.rdp.toml pass --check-config; a
+    misspelt tunnel option and an out-of-range limit are refused, naming
+    the key."""
+    etc = os.path.join(SRC, "..", "..", "etc")
+    e = dict(os.environ, MUXGATE_TOKEN="x")
+    for argv in ([h.gateway_bin(), "--check-config", "--config", os.path.join(etc, "gateway.rdp.toml")],
+                 [h.agent_bin(), "--check-config", "--config", os.path.join(etc, "agent.rdp.toml")]):
+        r = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=h.START_TIMEOUT)
+        h.check_eq(r.returncode, 0, f"{' '.join(argv[1:])}: {r.stdout} {r.stderr}")
+        h.check("configuration OK" in r.stdout, f"{argv[-1]}: {r.stdout!r}")
+    with open(os.path.join(etc, "agent.rdp.toml")) as f:
+        bad = f.read().replace("strip_preconnection = true", "strip_preconection = true")
+    r = subprocess.run([h.agent_bin(), "--check-config", "--config", env.write("bad-agent.toml", bad)],
+                       capture_output=True, text=True, env=e, timeout=h.START_TIMEOUT)
+    h.check(r.returncode != 0 and re.search(r'tunnel "desk2": rdp tunnel options: unknown key '
+                                            r'"strip_preconection"', r.stdout + r.stderr),
+            f"a misspelt option is refused: {r.returncode} {r.stdout} {r.stderr}")
+    with open(os.path.join(etc, "gateway.rdp.toml")) as f:
+        bad = f.read().replace("first_packet_timeout_ms = 10000", "first_packet_timeout_ms = 5")
+    r = subprocess.run([h.gateway_bin(), "--check-config", "--config", env.write("bad-gw.toml", bad)],
+                       capture_output=True, text=True, env=e, timeout=h.START_TIMEOUT)
+    h.check(r.returncode != 0 and "first_packet_timeout_ms: 5 is outside 100-600000" in
+            r.stdout + r.stderr, f"an out-of-range limit is refused: {r.stdout} {r.stderr}")
+
+
 if __name__ == "__main__":
     raise SystemExit(h.main())
