@@ -36,6 +36,8 @@ struct session {
     mg_timer timer = 0;
     bool routed = false;          // linked to a stream
     bool shared = false;          // arrived on the shared port
+    bool pending = false;         // holds one of max_pending slots (shared port, not decided)
+    bool refused = false;         // closed by the plugin; later events are ignored
     std::string agent, tunnel;
     std::string route;            // "token:desk1", "port" ...
 };
@@ -109,6 +111,7 @@ public:
                 return;
             }
             if (shared) ++pending_;
+            s->pending = shared;
             sessions_.emplace(client, std::move(s));
         }
         sp->shared = shared;
@@ -127,7 +130,7 @@ public:
     void on_data(mg_handle pipe, void* user, const std::uint8_t* data, std::size_t size) override
     {
         auto* s = static_cast<session*>(user);
-        if (!s || s->routed || pipe != s->client) return;
+        if (!s || s->routed || s->refused || pipe != s->client) return;
         s->buf.append(reinterpret_cast<const char*>(data), size);
         const auto p = rdp::parse(
             {reinterpret_cast<const std::uint8_t*>(s->buf.data()), s->buf.size()}, limits_);
@@ -147,7 +150,7 @@ public:
     void on_fin(mg_handle pipe, void* user) override
     {
         auto* s = static_cast<session*>(user);
-        if (!s || s->routed || pipe != s->client) return;
+        if (!s || s->routed || s->refused || pipe != s->client) return;
         host_.info("rdp: " + s->peer + " closed after " + std::to_string(s->buf.size()) +
                    " bytes, before a complete first packet");
         refuse(*s);
@@ -188,8 +191,8 @@ public:
                        " bytes_to_client=" + std::to_string(info.bytes_out) +
                        " duration_ms=" + std::to_string(ms) + " end=" + close_reason(info));
         }
+        release_pending(*s);
         std::lock_guard lock{mutex_};
-        if (s->shared && !s->routed) --pending_;
         sessions_.erase(pipe);  // frees s
     }
 
@@ -319,24 +322,34 @@ private:
         s.agent = agent;
         s.tunnel = tunnel;
         s.routed = true;
-        if (s.shared) {
-            std::lock_guard lock{mutex_};
-            --pending_;
-        }
+        release_pending(s);
         if (!first.empty()) host_.write(st.pipe, first);
         std::string{}.swap(s.buf);
         host_.link(s.client, st.pipe);
         host_.info("rdp: " + s.peer + " -> " + agent + "/" + tunnel + " via " + s.route);
     }
 
-    // Closes cleanly (FIN); the session goes with on_closed.
+    // Closes cleanly (FIN; the host aborts after a short linger if the
+    // client does not close too); the session goes with on_closed, but its
+    // max_pending slot and buffer are given back now.
     void refuse(session& s)
     {
         if (s.timer) {
             host_.timer_cancel(s.timer);
             s.timer = 0;
         }
+        s.refused = true;
+        release_pending(s);
+        std::string{}.swap(s.buf);
         host_.close(s.client);
+    }
+
+    void release_pending(session& s)
+    {
+        if (!s.pending) return;
+        s.pending = false;
+        std::lock_guard lock{mutex_};
+        --pending_;
     }
 
     static std::string close_reason(const mg_close_info& i)

@@ -18,7 +18,8 @@ through a real gateway and agent. Cases:
     log line.
   * stalled_and_malformed_clients: half a TPKT then silence is reset after
     first_packet_timeout_ms and frees its max_pending slot; a TLS ClientHello
-    is refused at once.
+    is refused at once; a refused client that keeps its connection open does
+    not hold a pending slot.
 """
 import os
 import re
@@ -404,6 +405,16 @@ def stalled(env):
                "a TLS client is closed")
     gw.proc.wait_log(r"rdp: 127\.0\.0\.1:\d+ refused: first packet: preconnection PDU: cbSize "
                      r"\d+ leaves no room", after=mark, what="refusal of a TLS ClientHello")
+    # A refused client that keeps its end open gives its pending slot back
+    # at once: with max_pending = 1 the next client still gets through.
+    mark = gw.proc.mark()
+    held = h.connect(shared)
+    held.sendall(bytes([3, 0, 0, 5, 0]))  # a TPKT too short for a Connection Request
+    gw.proc.wait_log(r"refused: first packet: TPKT length 5 is shorter", after=mark,
+                     what="refusal of a too short TPKT")
+    expect_auth(env, client, shared, "user", "pass", "/load-balance-info:Cookie: msts=desk",
+                what="while a refused client keeps its connection open")
+    held.close()
     # An RDP client that names nothing (no cookie, mstshash routing off).
     mark = gw.proc.mark()
     expect_auth(env, client, shared, "user", "pass", ok=False, what="naming no tunnel")
