@@ -110,7 +110,11 @@ public:
                 host_.reset(client, "max_pending");
                 return;
             }
-            if (shared) ++pending_;
+            if (shared) {
+                ++pending_;
+                host_.debug("rdp: " + s->peer + " on the shared port (" +
+                            std::to_string(pending_) + " pending)");
+            }
             s->pending = shared;
             sessions_.emplace(client, std::move(s));
         }
@@ -138,6 +142,7 @@ public:
         case rdp::parse_status::need_more:
             return;  // bounded: need_more means buf.size() < needed <= max_first_packet
         case rdp::parse_status::malformed:
+            release_pending(*s);  // before the line that says so
             host_.warn("rdp: " + s->peer + " refused: first packet: " + p.reason);
             refuse(*s);
             return;
