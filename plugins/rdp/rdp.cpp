@@ -129,6 +129,11 @@ public:
         }
         sp->timer = host_.timer_start(cfg_.first_packet_timeout_ms, client,
                                       reinterpret_cast<void*>(static_cast<std::uintptr_t>(client)));
+        if (sp->timer == 0) {
+            // Without its timer a client could stall for ever: not accepted.
+            host_.error("rdp: " + sp->peer + " refused: cannot start its first-packet timer");
+            host_.reset(client, "no timer");
+        }
     }
 
     void on_data(mg_handle pipe, void* user, const std::uint8_t* data, std::size_t size) override
