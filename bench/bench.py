@@ -64,7 +64,8 @@ def parse_args(argv):
     ap.add_argument("--only", default="",
                     help="comma-separated configurations (" + ",".join(CONFIGS) + ") and/or work "
                          "(" + ",".join(list(GROUPS) + list(WORK) + ["memory"]) + "); "
-                         "direct is always measured as the reference")
+                         "direct is always measured as the reference. `rdp` alone: the RDP "
+                         "handshake bench (results in bench/RESULTS-rdp.md)")
     ap.add_argument("--reps", type=int, help="repetitions (overrides the mode)")
     ap.add_argument("--bin-dir", default=str(ROOT / "build" / "bin"),
                     help="where muxgate and muxgate-agent are (default build/bin)")
@@ -122,6 +123,16 @@ def git_commit() -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv if argv is not None else sys.argv[1:])
+    if args.only.strip() == "rdp":
+        # A separate measurement with its own processes (harness/rdp_bench.py).
+        from harness import rdp_bench
+        t0 = time.monotonic()
+        results = Path(args.results) if args.results != str(BENCH / "RESULTS.md") else \
+            BENCH / "RESULTS-rdp.md"
+        return rdp_bench.run(Path(args.bin_dir).resolve(), Path(args.out).resolve(), results,
+                             args.reps or (40 if args.mode == "full" else
+                                           3 if args.mode == "smoke" else 15),
+                             lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True))
     variants = [add_variant(v) for v in args.variant]
     params = MODES[args.mode]
     if args.reps:

@@ -188,7 +188,42 @@ def address_corpus():
         write("fuzz_address", name, u8(flags) + text.encode())
 
 
+def rdp_corpus():
+    """[mode u8][max u16][bytes]: first packets as FreeRDP 2 sends them
+    (tests/rdp/first_packet_test.cpp builds the same), options JSON, CIDRs."""
+    neg = bytes([1, 0, 8, 0, 3, 0, 0, 0])
+
+    def cr(user_data):
+        n = 11 + len(user_data)
+        return bytes([3, 0, n >> 8, n & 0xFF, n - 5, 0xE0, 0, 0, 0, 0, 0]) + user_data
+
+    def pcb(ident, blob, nuls=2):
+        text = (blob + "\0" * nuls).encode("utf-16-le") if blob or nuls else b""
+        cch = len(text) // 2
+        return struct.pack("<IIIIH", 18 + len(text), 0, 2, ident, cch) + text
+
+    pkt = {
+        "token": cr(b"desk1\r\n" + neg),
+        "broker_token": cr(b"tsv://MS Terminal Services Plugin.1.desk2\r\n" + neg),
+        "mstshash": cr(b"Cookie: mstshash=alice\r\n" + neg),
+        "pcb_blob": pcb(0, "deskpcb") + cr(b"Cookie: mstshash=root\r\n" + neg),
+        "pcb_id": pcb(42, "", 0) + cr(b"Cookie: mstshash=root\r\n" + neg),
+        "pcb_v1": struct.pack("<IIII", 16, 0, 1, 7) + cr(neg),
+        "empty_cr": cr(b""),
+    }
+    for name, content in pkt.items():
+        write("fuzz_rdp_first_packet", name, u8(0) + u16(8192) + content)
+    write("fuzz_rdp_first_packet", "options", u8(2) + u16(0) + json.dumps(
+        {"public_port": False, "names": ["a"], "preconnection_id": 7, "users": ["alice"],
+         "allow_from": ["10.0.0.0/8", "::1"]}).encode())
+    write("fuzz_rdp_first_packet", "config", u8(2) + u16(0) + json.dumps(
+        {"listen": "0.0.0.0:3389", "route_by_mstshash": True, "first_packet_timeout_ms": 500,
+         "max_first_packet": 1024, "max_pending": 4}).encode())
+    write("fuzz_rdp_first_packet", "cidr", u8(3) + u16(0) + b"2001:db8::/33\n[2001:db8::1]:3389")
+
+
 def main():
+    rdp_corpus()
     control_corpus()
     frame_corpus()
     engine_corpus()
