@@ -261,6 +261,9 @@ void pipe::finish(mg_close_reason why, std::string message)
 {
     if (finished_) return;
     finished_ = true;
+    // The registry may hold the last reference: keep the pipe alive until
+    // on_closed has been delivered (a plugin may call into it from there).
+    const auto keep = weak_from_this().lock();
     if (linger_) linger_->cancel();
     close_record rec;
     rec.reason = why;

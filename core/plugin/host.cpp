@@ -316,6 +316,14 @@ void plugin_host::destroy()
     if (!instance_) return;
     void* inst = instance_;
     instance_ = nullptr;
+    // Timers still armed would fire into a destroyed instance (or outlive
+    // the io_context at shutdown): cancel them first.
+    std::unordered_map<mg_timer, std::shared_ptr<asio::steady_timer>> timers;
+    {
+        std::lock_guard lock{timers_mutex_};
+        timers.swap(timers_);
+    }
+    for (auto& [id, t] : timers) t->cancel();  // no event runs any more (see destroy)
     vt_->destroy(inst);
 }
 
