@@ -544,6 +544,7 @@ private:
     void answer(conn& c, int status, std::string_view title, std::string_view detail,
                 std::string_view extra = {})
     {
+        host_.log(MG_LOG_DEBUG, "client " + c.peer_ip + ": answering " + std::to_string(status) + " " + std::string{detail});
         const auto text = http::error_response(status, title, detail, extra);
         if (!c.pending.empty()) {
             // Earlier responses are still coming: answer in order.
@@ -715,8 +716,11 @@ private:
                     answer(c, 503, "Service Unavailable",
                            "The agent serving this site is not connected right now. Try again later.",
                            "Retry-After: 10\r\n");
-                else
+                else {
+                    host_.log(MG_LOG_INFO, "tunnel " + t->tunnel + ": cannot open a stream: " +
+                                               muxgate::sdk::status_text(o.status));
                     answer(c, 502, "Bad Gateway", "The tunnel to this site cannot take more connections now.");
+                }
                 return false;
             }
             s->pipe = o.pipe;
@@ -878,6 +882,7 @@ private:
 
     void finish_client(conn& c)
     {
+        host_.log(MG_LOG_DEBUG, "client " + c.peer_ip + ": done, closing");
         c.closing = true;
         c.st = conn::state::done;
         host_.close(c.client);
