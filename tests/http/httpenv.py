@@ -267,3 +267,7 @@ def raw_exchange(port, data, host="127.0.0.1", tls_ca=None, server_name=None, re
         out += b
     s.close()
     return out
+
+
+def sha256_hex(text):
+    return hashlib.sha256(text.encode()).hexdigest()
