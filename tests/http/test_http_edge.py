@@ -217,5 +217,34 @@ def nginx_behind_the_agent(env):
     h.check_eq(code, 404, "nginx's own 404 passes through")
 
 
+@h.case()
+def example_configs_pass_check(env):
+    """etc/gateway.http.toml and etc/agent.http.toml pass --check-config
+    (with their files and ports pointed into the case directory)."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "etc")
+    cert, key = env.path("c.pem"), env.path("k.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=x", "-days", "1"],
+                   check=True, capture_output=True, timeout=60)
+    token = env.write("token", "tok\n")
+    with open(os.path.join(src, "gateway.http.toml")) as f:
+        text = f.read()
+    text = re.sub(r"/etc/muxgate/[a-z-]+\.pem", cert, text)
+    text = re.sub(r"/etc/muxgate/[a-z-]+\.key", key, text)
+    text = text.replace('"0.0.0.0:80"', f'"127.0.0.1:{h.pick_port()}"')
+    g = env.write("gateway.http.toml", text)
+    r = subprocess.run([h.gateway_bin(), "--check-config", "--config", g], capture_output=True,
+                       text=True, timeout=h.START_TIMEOUT)
+    h.check(r.returncode == 0 and "configuration OK" in r.stdout, f"gateway: {r.stdout} {r.stderr}")
+    with open(os.path.join(src, "agent.http.toml")) as f:
+        text = f.read()
+    text = text.replace("/etc/muxgate/agent.token", token).replace("/etc/muxgate/nas-ca.pem", cert)
+    text = text.replace("127.0.0.1:4040", f"127.0.0.1:{h.pick_port()}")
+    a = env.write("agent.http.toml", text)
+    r = subprocess.run([h.agent_bin(), "--check-config", "--config", a], capture_output=True,
+                       text=True, timeout=h.START_TIMEOUT)
+    h.check_eq((r.returncode, r.stdout), (0, f"{a}: configuration OK (2 tunnels)\n"), f"agent ({r.stderr})")
+
+
 if __name__ == "__main__":
     raise SystemExit(h.main())
