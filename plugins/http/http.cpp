@@ -357,7 +357,7 @@ public:
         c->plain_redirect = !c->tls && cfg_.redirect_https;
         auto* s = new side{c, true, client};
         host_.set_user(client, s);
-        c->head_timer = host_.timer_start(cfg_.head_timeout_ms, client, s);
+        start_head_timer(*c);
     }
 
     void on_data(mg_handle pipe, void* user, const std::uint8_t* data, std::size_t size) override
@@ -426,8 +426,7 @@ public:
         auto& c = *keep;
         if (s->is_client) {
             c.client_gone = true;
-            if (c.head_timer) host_.timer_cancel(c.head_timer);
-            c.head_timer = 0;
+            cancel_head_timer(c);
             if (c.stream) {
                 // Mid-response: the backend's work is moot; idle: let it go.
                 if (c.pending.empty() && c.st != conn::state::body) host_.close(c.stream);
@@ -446,18 +445,52 @@ public:
         delete s;
     }
 
-    void on_timer(mg_timer t, void* user) override
+    void on_timer(mg_timer t, void* /*user*/) override
     {
-        if (!user || host_.role() != MG_ROLE_GATEWAY) return;
-        auto* s = static_cast<side*>(user);
-        auto& c = *s->c;
+        if (host_.role() != MG_ROLE_GATEWAY) return;
+        std::shared_ptr<conn> keep;
+        {
+            std::lock_guard lock{mutex_};
+            auto it = timers_.find(t);
+            if (it == timers_.end()) return;
+            keep = it->second.lock();
+            timers_.erase(it);
+        }
+        if (!keep) return;
+        auto& c = *keep;
         if (t != c.head_timer || c.client_gone) return;
         c.head_timer = 0;
-        // Only a connection still waiting for its first complete head.
-        if (c.st == conn::state::head && c.pending.empty() && !c.stream && !c.closing) {
-            host_.log(MG_LOG_DEBUG, "client " + c.peer_ip + ": no request head within head_timeout_ms");
-            answer(c, 408, "Request Timeout", "No complete request arrived in time.");
+        // Only a connection waiting for a request head (not one waiting for
+        // a response, sending a body or tunnelling).
+        if (c.st != conn::state::head || !c.pending.empty() || c.closing) return;
+        if (c.in.empty()) {
+            // An idle keep-alive connection: close it quietly.
+            finish_client(c);
+            return;
         }
+        host_.log(MG_LOG_DEBUG, "client " + c.peer_ip + ": no complete request head within head_timeout_ms");
+        answer(c, 408, "Request Timeout", "No complete request arrived in time.");
+    }
+
+    // The head timer: a request head must arrive within head_timeout_ms of
+    // the connection or of the previous response. Timers are looked up by
+    // id (a conn may be gone when one fires), never through a user pointer.
+    void start_head_timer(conn& c)
+    {
+        const auto t = host_.timer_start(cfg_.head_timeout_ms, c.client, nullptr);
+        if (!t) return;
+        std::lock_guard lock{mutex_};
+        timers_[t] = c.self;
+        c.head_timer = t;
+    }
+
+    void cancel_head_timer(conn& c)
+    {
+        if (!c.head_timer) return;
+        host_.timer_cancel(c.head_timer);
+        std::lock_guard lock{mutex_};
+        timers_.erase(c.head_timer);
+        c.head_timer = 0;
     }
 
     // ------------------------------------------------- agent: streams
@@ -624,10 +657,7 @@ private:
                                        : "The request could not be understood.");
                 return;
             }
-            if (c.head_timer) {
-                host_.timer_cancel(c.head_timer);
-                c.head_timer = 0;
-            }
+            cancel_head_timer(c);
             if (!route_request(c, h)) return;
         }
     }
@@ -878,6 +908,11 @@ private:
         }
         process(c);
         maybe_finish(c);
+        // Waiting for the next request: it must come within head_timeout_ms.
+        if (!c.closing && !c.client_gone && c.st == conn::state::head && c.pending.empty() &&
+            !c.head_timer) {
+            start_head_timer(c);
+        }
     }
 
     void finish_client(conn& c)
@@ -935,8 +970,7 @@ private:
         c.in.clear();
         c.st = conn::state::tunnel;
         c.pending.clear();
-        if (c.head_timer) host_.timer_cancel(c.head_timer);
-        c.head_timer = 0;
+        cancel_head_timer(c);
         const auto stream = c.stream;
         // From here the host relays; our events stop (on_closed still comes).
         host_.link(c.client, stream);
@@ -963,6 +997,7 @@ private:
     http::router routes_;
     std::unordered_map<std::string, std::shared_ptr<tunnel_policy>> policies_;
     std::unordered_map<std::string, int> registrations_;
+    std::unordered_map<mg_timer, std::weak_ptr<conn>> timers_;
 
     inspect_config inspect_cfg_;
     std::shared_ptr<http::inspect_ring> ring_;

@@ -218,6 +218,18 @@ def nginx_behind_the_agent(env):
 
 
 @h.case()
+def slow_and_idle_clients_timed_out(env):
+    g, b, a, host = one_tunnel(env, plugin_extra="head_timeout_ms = 300")
+    # A head that never completes: 408, then closed.
+    out = he.raw_exchange(g.http_port, f"GET /hello HTTP/1.1\r\nHost: {host}\r\n".encode())
+    h.check_eq(status_of(out), 408, "incomplete head")
+    # An idle keep-alive connection after a response: closed quietly.
+    out = he.raw_exchange(g.http_port, f"GET /hello HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    h.check(out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"hello from backend\n"),
+            f"one response, then the idle connection closed: {out!r}")
+
+
+@h.case()
 def example_configs_pass_check(env):
     """etc/gateway.http.toml and etc/agent.http.toml pass --check-config
     (with their files and ports pointed into the case directory)."""
