@@ -63,7 +63,7 @@ def parse_args(argv):
                       help="seconds: one repetition of a subset (the CTest smoke test)")
     ap.add_argument("--only", default="",
                     help="comma-separated configurations (" + ",".join(CONFIGS) + ") and/or work "
-                         "(" + ",".join(list(GROUPS) + list(WORK) + ["memory"]) + "); "
+                         "(" + ",".join(list(GROUPS) + list(WORK) + ["memory"]) + "), or httpplugin alone; "
                          "direct is always measured as the reference")
     ap.add_argument("--reps", type=int, help="repetitions (overrides the mode)")
     ap.add_argument("--bin-dir", default=str(ROOT / "build" / "bin"),
@@ -94,6 +94,8 @@ def select(only: str, mode: str):
             work.append(tok)
         elif tok == "memory":
             want_memory = True
+        elif tok == "httpplugin":
+            continue  # a separate comparison, run by main()
         else:
             raise SystemExit(f"--only: unknown configuration or work '{tok}'")
     if not configs:
@@ -126,6 +128,13 @@ def main(argv=None) -> int:
     params = MODES[args.mode]
     if args.reps:
         params.reps = args.reps
+    if "httpplugin" in [t.strip() for t in args.only.split(",")]:
+        # wrk direct vs TCP tunnel vs the HTTP plugin (bench/harness/httpplugin.py).
+        from harness import httpplugin
+        secs = {"smoke": 1, "quick": 3, "full": 10}[args.mode]
+        out = Path(args.out) / "httpplugin"
+        print(httpplugin.run(Path(args.bin_dir).resolve(), out, params.reps, secs), flush=True)
+        return 0
     configs, work, want_memory = select(args.only, args.mode)
     configs += [v for v in variants if v not in configs]
     memory.SETTLE_S = params.settle_s

@@ -682,7 +682,11 @@ private:
                    "Location: " + loc + "\r\n");
             return false;
         }
-        if (c.tls && !c.sni.empty() && c.sni != host) {
+        // SNI names a host (never an IP literal, RFC 6066 §3), though some
+        // clients send the address they connected to: ignore those.
+        const bool sni_is_name =
+            c.sni.find_first_not_of("0123456789.") != std::string::npos && c.sni.front() != '[';
+        if (c.tls && sni_is_name && c.sni != host) {
             c.in.clear();
             answer(c, 421, "Misdirected Request",
                    "The host name of this request differs from the one the connection was made for.");
