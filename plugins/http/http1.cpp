@@ -529,6 +529,9 @@ std::string normalize_host(std::string_view h)
     }
     if (!name.empty() && name.back() == '.') name.remove_suffix(1);
     if (name.empty() || name.size() > 253) return {};
+    // No empty labels: ".a", "a..b", "a.." are not host names.
+    if (name.front() == '.' || name.back() == '.' || name.find("..") != std::string_view::npos)
+        return {};
     for (char c : name) {
         const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                         c == '-' || c == '.' || c == '_';

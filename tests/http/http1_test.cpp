@@ -207,6 +207,9 @@ TEST_CASE("host names and routing")
     CHECK(normalize_host("app.example.com.") == "app.example.com");
     CHECK(normalize_host("[::1]:8080") == "[::1]");
     CHECK(normalize_host("a b") == "");
+    CHECK(normalize_host("a.b..") == "");
+    CHECK(normalize_host(".a") == "");
+    CHECK(normalize_host("a..b") == "");
     CHECK(normalize_host("a:xx") == "");
     CHECK(normalize_host("") == "");
     CHECK(host_matches("*.example.com", "a.example.com"));
