@@ -867,7 +867,7 @@ private:
         const auto req = c.pending.front();
         c.pending.pop_front();
         if (!c.resp_keep_alive) c.stream_reusable = false;
-        if (req.close_after || (!c.resp_keep_alive && false)) {
+        if (req.close_after) {
             // The client asked to close after this response.
             c.pending.clear();
             finish_client(c);
