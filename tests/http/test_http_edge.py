@@ -230,6 +230,36 @@ def slow_and_idle_clients_timed_out(env):
 
 
 @h.case()
+def https_local_server_verified(env):
+    """The agent speaks TLS to the local server and checks its certificate."""
+    cert, key = env.path("local-cert.pem"), env.path("local-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=local.lan", "-days", "1",
+                    "-addext", "subjectAltName=DNS:local.lan"], check=True, capture_output=True, timeout=60)
+    for _ in range(10):
+        port = h.pick_port()
+        srv = env.start("s_server", ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", cert,
+                                     "-key", key, "-www", "-naccept", "1000"])
+        try:
+            srv.wait_log(r"ACCEPT", h.START_TIMEOUT)
+            break
+        except h.Failure:
+            continue
+    g = he.setup(env)
+    he.agent(env, g, [("good", port, f'{{ tls = true, ca = "{cert}", name = "local.lan" }}'),
+                      ("badname", port, f'{{ tls = true, ca = "{cert}", name = "other.lan" }}'),
+                      ("noverify", port, '{ tls = true, verify = false }')])
+    r = he.curl(g, f"good.{he.BASE}", "/", args=["-w", "\n%{http_code}"])
+    code, body = he.status_and_body(r)
+    h.check_eq(code, 200, "https target, verified")
+    h.check(b"s_server" in body, f"openssl s_server's page: {body[:200]!r}")
+    code, _ = he.status_and_body(he.curl(g, f"noverify.{he.BASE}", "/", args=["-w", "\n%{http_code}"]))
+    h.check_eq(code, 200, "https target, verify = false")
+    code, body = he.status_and_body(he.curl(g, f"badname.{he.BASE}", "/", args=["-w", "\n%{http_code}"]))
+    h.check_eq(code, 502, "certificate name mismatch refused")
+
+
+@h.case()
 def example_configs_pass_check(env):
     """etc/gateway.http.toml and etc/agent.http.toml pass --check-config
     (with their files and ports pointed into the case directory)."""
