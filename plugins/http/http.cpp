@@ -119,6 +119,10 @@ struct agent_options {
 };
 
 constexpr int protocol_id = 4;
+// Requests forwarded on one client connection whose responses have not
+// finished: a client pipelining more waits (its reading pauses) until half
+// of them are answered. Bounds the per-connection bookkeeping.
+constexpr std::size_t max_pipeline = 64;
 
 // ------------------------------------------------------------ gateway side
 
@@ -165,6 +169,7 @@ struct conn {
     // A request we answer ourselves once the responses before it are out.
     std::string held_answer;
     bool waiting_switch = false;  // the next request goes to another tunnel
+    bool pipeline_full = false;   // reading paused: max_pipeline requests in flight
     mg_timer head_timer = 0;
 };
 
@@ -641,6 +646,12 @@ private:
                 continue;
             }
             if (c.st != conn::state::head) return;
+            if (c.pending.size() >= max_pipeline) {
+                // Enough requests in flight: read more once responses drain.
+                c.pipeline_full = true;
+                pause_client(c);
+                return;
+            }
             if (c.in.empty()) {
                 maybe_finish(c);
                 return;
@@ -886,7 +897,17 @@ private:
             }
             drop_stream(c, false);
         }
-        if (c.pending.empty()) after_responses(c);
+        if (c.pending.empty()) {
+            if (c.pipeline_full) {
+                c.pipeline_full = false;
+                resume_client(c);
+            }
+            after_responses(c);
+        } else if (c.pipeline_full && c.pending.size() < max_pipeline / 2) {
+            c.pipeline_full = false;
+            resume_client(c);
+            process(c);
+        }
     }
 
     void after_responses(conn& c)
