@@ -370,7 +370,8 @@ public:
         if (!user) return;
         if (host_.role() == MG_ROLE_AGENT) return agent_data(pipe, static_cast<agent_side*>(user), data, size);
         auto* s = static_cast<side*>(user);
-        auto& c = *s->c;
+        const auto keep = s->c;  // `s` may be deleted by an on_closed our calls cause
+        auto& c = *keep;
         const std::string_view bytes{reinterpret_cast<const char*>(data), size};
         if (s->is_client) {
             if (c.closing || c.st == conn::state::done) return;
@@ -386,7 +387,8 @@ public:
         if (!user) return;
         if (host_.role() == MG_ROLE_AGENT) return agent_fin(pipe, static_cast<agent_side*>(user));
         auto* s = static_cast<side*>(user);
-        auto& c = *s->c;
+        const auto keep = s->c;  // `s` may be deleted by an on_closed our calls cause
+        auto& c = *keep;
         if (s->is_client) {
             c.client_fin = true;
             if (c.st == conn::state::body) {
@@ -409,7 +411,8 @@ public:
         if (!user) return;
         if (host_.role() == MG_ROLE_AGENT) return agent_writable(pipe, static_cast<agent_side*>(user));
         auto* s = static_cast<side*>(user);
-        auto& c = *s->c;
+        const auto keep = s->c;  // `s` may be deleted by an on_closed our calls cause
+        auto& c = *keep;
         if (s->is_client) {
             if (c.stream_paused && c.stream) {
                 c.stream_paused = false;
@@ -1038,21 +1041,23 @@ private:
 
 void http_plugin::agent_data(mg_handle pipe, agent_side* s, const std::uint8_t* data, std::size_t size)
 {
-    auto& c = *s->c;
+    const auto keep = s->c;  // `s` may be deleted by an on_closed our calls cause
+    auto& c = *keep;
+    const bool is_stream = s->is_stream;
     std::string_view bytes{reinterpret_cast<const char*>(data), size};
-    const mg_handle to = s->is_stream ? c.local : c.stream;
+    const mg_handle to = is_stream ? c.local : c.stream;
     auto send = [&](std::string_view b) {
         if (b.empty()) return;
         if (host_.write(to, b.data(), b.size()) == MG_AGAIN) {
             host_.set_reading(pipe, false);
-            (s->is_stream ? c.stream_paused : c.local_paused) = true;
+            (is_stream ? c.stream_paused : c.local_paused) = true;
         }
     };
     if (c.tunnel_mode) return send(bytes);
     http::head_limits lim;
     lim.max_head = 1024 * 1024;  // the gateway enforced its own limits
     lim.max_headers = 10000;
-    if (s->is_stream) {
+    if (is_stream) {
         while (!bytes.empty()) {
             if (c.in_body) {
                 const auto n = c.req_body.feed(bytes);
@@ -1176,14 +1181,16 @@ void http_plugin::agent_data(mg_handle pipe, agent_side* s, const std::uint8_t* 
 
 void http_plugin::agent_fin(mg_handle pipe, agent_side* s)
 {
-    auto& c = *s->c;
-    if (!s->is_stream && c.in_resp_body) {
+    const auto keep = s->c;
+    auto& c = *keep;
+    const bool is_stream_side = s->is_stream;
+    if (!is_stream_side && c.in_resp_body) {
         c.resp_body.finish_at_eof();
         if (c.resp_body.done() && ring_ && c.opt.inspect && !c.pending.empty())
             ring_->response_done(c.pending.front().id);
     }
     (void)pipe;
-    host_.shutdown_write(s->is_stream ? c.local : c.stream);
+    host_.shutdown_write(is_stream_side ? c.local : c.stream);
 }
 
 void http_plugin::agent_writable(mg_handle pipe, agent_side* s)
