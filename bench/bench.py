@@ -65,7 +65,8 @@ def parse_args(argv):
                     help="comma-separated configurations (" + ",".join(CONFIGS) + ") and/or work "
                          "(" + ",".join(list(GROUPS) + list(WORK) + ["memory"]) + "); "
                          "direct is always measured as the reference. `rdp` alone: the RDP "
-                         "handshake bench (results in bench/RESULTS-rdp.md)")
+                         "handshake bench (results in bench/RESULTS-rdp.md); `httpplugin` alone: "
+                         "wrk through the HTTP plugin")
     ap.add_argument("--reps", type=int, help="repetitions (overrides the mode)")
     ap.add_argument("--bin-dir", default=str(ROOT / "build" / "bin"),
                     help="where muxgate and muxgate-agent are (default build/bin)")
@@ -95,6 +96,8 @@ def select(only: str, mode: str):
             work.append(tok)
         elif tok == "memory":
             want_memory = True
+        elif tok == "httpplugin":
+            continue  # a separate comparison, run by main()
         else:
             raise SystemExit(f"--only: unknown configuration or work '{tok}'")
     if not configs:
@@ -137,6 +140,13 @@ def main(argv=None) -> int:
     params = MODES[args.mode]
     if args.reps:
         params.reps = args.reps
+    if "httpplugin" in [t.strip() for t in args.only.split(",")]:
+        # wrk direct vs TCP tunnel vs the HTTP plugin (bench/harness/httpplugin.py).
+        from harness import httpplugin
+        secs = {"smoke": 1, "quick": 3, "full": 10}[args.mode]
+        out = Path(args.out) / "httpplugin"
+        print(httpplugin.run(Path(args.bin_dir).resolve(), out, params.reps, secs), flush=True)
+        return 0
     configs, work, want_memory = select(args.only, args.mode)
     configs += [v for v in variants if v not in configs]
     memory.SETTLE_S = params.settle_s

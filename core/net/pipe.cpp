@@ -55,6 +55,10 @@ void pipe::bind(std::shared_ptr<pipe_events> events, void* user,
     events_ = std::move(events);
     user_ = user;
     group_ = std::move(group);
+    // A plugin names the pipe only by handle (the registry holds it weakly),
+    // and a paused socket pipe has no I/O in flight holding it either: the
+    // pipe keeps itself until finish() has delivered on_closed.
+    if (events_ && !finished_) self_ = shared_from_this();
 }
 
 // ------------------------------------------------------------------ outbound
@@ -261,6 +265,9 @@ void pipe::finish(mg_close_reason why, std::string message)
 {
     if (finished_) return;
     finished_ = true;
+    // The registry may hold the last reference: keep the pipe alive until
+    // on_closed has been delivered (a plugin may call into it from there).
+    const auto keep = weak_from_this().lock();
     if (linger_) linger_->cancel();
     close_record rec;
     rec.reason = why;
@@ -293,6 +300,7 @@ void pipe::finish(mg_close_reason why, std::string message)
     peer_.reset();
     emit([&](pipe_events& e) { e.on_closed(handle_, user_, rec); });
     events_.reset();
+    self_.reset();  // `keep` holds it to the end of this call
 }
 
 bool pipe::link(const std::shared_ptr<pipe>& a, const std::shared_ptr<pipe>& b)

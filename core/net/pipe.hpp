@@ -198,6 +198,7 @@ protected:
 
 private:
     void finish(mg_close_reason why, std::string message);
+    std::shared_ptr<pipe> self_;  // while bound to a plugin and not finished
     void maybe_finish();
     void notify_peer_consumed(std::size_t n);
     template <class F>

@@ -324,6 +324,14 @@ asio::awaitable<std::string> tls_stream::read_head(std::size_t max, std::string&
             plain_.consume(end + 4);
             co_return head;
         }
+        // Bare LF line endings: no CRLF CRLF will ever come. Return what we
+        // have up to the blank line, for the parser to refuse (or a plugin
+        // that claimed the port to answer).
+        if (const auto lf = have.find("\n\n"); lf != std::string_view::npos && lf + 2 <= max) {
+            std::string head{have.substr(0, lf + 2)};
+            plain_.consume(lf + 2);
+            co_return head;
+        }
         if (have.size() >= max) {
             error = "HTTP head too large";
             co_return std::string{};

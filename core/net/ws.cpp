@@ -73,6 +73,15 @@ asio::awaitable<accept_result> accept_agent(tls_stream::socket_type sock,
     }
     std::string err;
     std::string head = co_await c->read_head(o.max_request_header, err);
+    if (head.empty() && o.handoff && err == "HTTP head too large") {
+        // Longer than the agent handshake may be, but an HTTP plugin has
+        // its own limit: hand over what was read, it reads on.
+        auto& plain = c->plain();
+        out.other = c;
+        out.head.assign(reinterpret_cast<const char*>(plain.data()), plain.size());
+        plain.consume(plain.size());
+        co_return out;
+    }
     if (head.empty()) {
         if (err == "HTTP head too large") {
             co_await c->write_raw(ws::response_error(431, "request header too large\n"));
@@ -82,6 +91,12 @@ asio::awaitable<accept_result> accept_agent(tls_stream::socket_type sock,
         co_return out;
     }
     auto req = ws::parse_request(head, err);
+    if (!req && o.handoff) {
+        // Not an agent handshake for sure: the plugin gives its own answer.
+        out.other = c;
+        out.head = std::move(head);
+        co_return out;
+    }
     if (!req) {
         co_await c->write_raw(ws::response_error(400, "bad request\n"));
         out.answered = true;

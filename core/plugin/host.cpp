@@ -316,6 +316,14 @@ void plugin_host::destroy()
     if (!instance_) return;
     void* inst = instance_;
     instance_ = nullptr;
+    // Timers still armed would fire into a destroyed instance (or outlive
+    // the io_context at shutdown): cancel them first.
+    std::unordered_map<mg_timer, std::shared_ptr<asio::steady_timer>> timers;
+    {
+        std::lock_guard lock{timers_mutex_};
+        timers.swap(timers_);
+    }
+    for (auto& [id, t] : timers) t->cancel();  // no event runs any more (see destroy)
     vt_->destroy(inst);
 }
 
@@ -450,6 +458,11 @@ std::shared_ptr<plugin_host> plugin_set::by_name(std::string_view name) const
 
 void plugin_set::destroy_all()
 {
+    // Shutdown, with the I/O threads stopped: end every pipe still open, so
+    // each plugin gets on_closed before destroy (as the ABI promises) and
+    // pipes bound to a plugin, which hold themselves until then, are freed.
+    for (auto& p : net::pipe_registry::instance().snapshot())
+        if (!p->finished()) p->abort(MG_CLOSE_ABORTED, "shutting down");
     for (auto& p : all_) p->destroy();
 }
 

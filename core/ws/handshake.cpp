@@ -84,6 +84,7 @@ std::optional<upgrade_request> parse_request(std::string_view head, std::string&
     http::request_parser<http::empty_body> p;
     p.header_limit(max_head);
     p.eager(false);
+    p.body_limit(boost::none);  // the body is never read here; its size is not our business
     boost::system::error_code ec;
     p.put(boost::asio::buffer(head.data(), head.size()), ec);
     if (ec && ec != http::error::need_more) {
