@@ -4,6 +4,7 @@
 
 #include <libssh/callbacks.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -81,6 +82,7 @@ struct emb_channel {
     int err = -1;   // child's stderr (none for a PTY)
     bool out_added = false, err_added = false;
     bool out_eof = false, err_eof = false;
+    bool blocked = false;   // the client's window is full: child fds out of the poll
     bool exited = false;
     int status = 0;
     bool finished = false;
@@ -240,8 +242,18 @@ int emb_session::child_out(socket_t fd, int revents, void* u)
 {
     auto& c = *static_cast<emb_channel*>(u);
     if (!(revents & (POLLIN | POLLHUP | POLLERR))) return 0;
+    // Read no more than the client's window takes, so the write below never
+    // waits (a waiting libssh write polls this very event: re-entry would
+    // interleave output). A full window takes the fds out of the poll until
+    // the client adjusts it (step()).
+    const std::uint32_t window = ssh_channel_is_closed(c.ch) ? 0 : ssh_channel_window_size(c.ch);
+    if (window == 0 && !ssh_channel_is_closed(c.ch)) {
+        c.blocked = true;
+        return 0;
+    }
     char buf[child_chunk];
-    const ssize_t n = ::read(fd, buf, sizeof buf);
+    const std::size_t want = ssh_channel_is_closed(c.ch) ? sizeof buf : std::min<std::size_t>(sizeof buf, window);
+    const ssize_t n = ::read(fd, buf, want);
     if (n > 0) {
         if (!ssh_channel_is_closed(c.ch)) ssh_channel_write(c.ch, buf, static_cast<uint32_t>(n));
     } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
@@ -254,12 +266,22 @@ int emb_session::child_err(socket_t fd, int revents, void* u)
 {
     auto& c = *static_cast<emb_channel*>(u);
     if (!(revents & (POLLIN | POLLHUP | POLLERR))) return 0;
+    // Read no more than the client's window takes, so the write below never
+    // waits (a waiting libssh write polls this very event: re-entry would
+    // interleave output). A full window takes the fds out of the poll until
+    // the client adjusts it (step()).
+    const std::uint32_t window = ssh_channel_is_closed(c.ch) ? 0 : ssh_channel_window_size(c.ch);
+    if (window == 0 && !ssh_channel_is_closed(c.ch)) {
+        c.blocked = true;
+        return 0;
+    }
     char buf[child_chunk];
-    const ssize_t n = ::read(fd, buf, sizeof buf);
+    const std::size_t want = ssh_channel_is_closed(c.ch) ? sizeof buf : std::min<std::size_t>(sizeof buf, window);
+    const ssize_t n = ::read(fd, buf, want);
     if (n > 0) {
         if (!ssh_channel_is_closed(c.ch)) ssh_channel_write_stderr(c.ch, buf, static_cast<uint32_t>(n));
     } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-        c.err_eof = true;
+        c.err_eof = true;  // EOF, or EIO from a PTY whose last holder exited
     }
     return 0;
 }
@@ -285,7 +307,13 @@ bool emb_session::start_child(emb_channel& c, const std::string& command, bool s
         env.emplace_back(v);
     }
     if (c.pty) env.push_back("TERM=" + c.term);
-    env.push_back("SSH_CONNECTION=" + peer_);
+    // "client_ip client_port server_ip server_port" (sftp-server refuses
+    // anything else); the server end is the agent's stream, not a socket.
+    if (const auto colon = peer_.rfind(':'); colon != std::string::npos && colon > 0) {
+        std::string ip = peer_.substr(0, colon);
+        if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+        env.push_back("SSH_CONNECTION=" + ip + " " + peer_.substr(colon + 1) + " 0.0.0.0 0");
+    }
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -382,11 +410,17 @@ void emb_session::step(emb_channel& c)
 {
     if (c.finished) return;
     if (c.pid > 0) {
-        if (c.out >= 0 && !c.out_added && !c.out_eof) {
+        if (c.blocked && ssh_channel_window_size(c.ch) > 0) c.blocked = false;
+        if (c.blocked) {
+            if (c.out_added) ssh_event_remove_fd(ev_, c.out);
+            if (c.err_added) ssh_event_remove_fd(ev_, c.err);
+            c.out_added = c.err_added = false;
+        }
+        if (c.out >= 0 && !c.out_added && !c.out_eof && !c.blocked) {
             ssh_event_add_fd(ev_, c.out, POLLIN, &emb_session::child_out, &c);
             c.out_added = true;
         }
-        if (c.err >= 0 && !c.err_added && !c.err_eof) {
+        if (c.err >= 0 && !c.err_added && !c.err_eof && !c.blocked) {
             ssh_event_add_fd(ev_, c.err, POLLIN, &emb_session::child_err, &c);
             c.err_added = true;
         }

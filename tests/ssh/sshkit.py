@@ -143,7 +143,7 @@ Host gw
   BatchMode yes
   ConnectTimeout 20
 
-Host *
+Host * !gw
   User root
   IdentityFile {key}
   IdentitiesOnly yes

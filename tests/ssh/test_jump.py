@@ -77,17 +77,17 @@ def forward_and_jump(env):
     h.check(fp in r.stdout.decode(), f"known_hosts holds the jump host key {fp}: {r.stdout!r}")
     audits = gw.proc.findall(r"ssh jump: user=jump key=SHA256:\S+ client=127\.0\.0\.1:\d+ "
                              r"target=office-pc:22 agent=agent tunnel=office-pc up=(\d+) "
-                             r"down=(\d+) duration=[\d.]+s end=closed", after=mark)
-    h.wait_for(lambda: len(gw.proc.findall(r"ssh jump: user=jump .* end=closed", after=mark)) >= 2,
+                             r"down=(\d+) duration=[\d.]+s end=", after=mark)
+    h.wait_for(lambda: len(gw.proc.findall(r"ssh jump: user=jump .* end=", after=mark)) >= 2,
                h.EVENT_TIMEOUT, "two audit lines")
     audits = gw.proc.findall(r"ssh jump: user=jump key=SHA256:\S+ client=127\.0\.0\.1:\d+ "
                              r"target=office-pc:22 agent=agent tunnel=office-pc up=(\d+) "
-                             r"down=(\d+) duration=[\d.]+s end=closed", after=mark)
+                             r"down=(\d+) duration=[\d.]+s end=", after=mark)
     h.check(len(audits) >= 2, f"audit lines: {audits}")
     h.check(int(audits[0][0]) > FIFTY, f"upload audit counts the 50 MB: {audits[0]}")
     h.check(int(audits[1][1]) > FIFTY, f"download audit counts the 50 MB: {audits[1]}")
     # The agent saw who jumped.
-    a.proc.wait_log(r'ssh: tunnel office-pc 127\.0\.0\.1:\d+ \{"jump_user":"jump".* server SSH-2\.0-',
+    a.proc.wait_log(r'ssh: tunnel office-pc .*\{"jump_user":"jump".* server SSH-2\.0-',
                     what="agent log of the jump stream")
 
 
@@ -195,6 +195,19 @@ def agent_restart(env):
     a = k.agent(env, gw, tunnels)
     a.proc.wait_log(r"tunnel office-pc is open at ssh -J", what="office-pc routed again")
     h.check_eq(ssh(cfg, "office-pc", "echo two").stdout, b"two\n", "after the restart")
+
+
+@h.case("example_configs_check")
+def example_configs(env):
+    """etc/gateway.ssh.toml and etc/agent.ssh.toml pass --check-config."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "etc")
+    for binary, name in ((h.gateway_bin(), "gateway.ssh.toml"), (h.agent_bin(), "agent.ssh.toml")):
+        import subprocess
+        r = subprocess.run([binary, "--check-config", "--config", os.path.join(root, name)],
+                           capture_output=True, timeout=h.START_TIMEOUT,
+                           env=dict(os.environ, MUXGATE_TOKEN=h.TOKEN))
+        h.check(r.returncode == 0 and b"configuration OK" in r.stdout,
+                f"{name}: exit {r.returncode} {r.stdout!r} {r.stderr!r}")
 
 
 if __name__ == "__main__":
