@@ -250,8 +250,17 @@ void pipe::mark_open()
     opened_ = true;
     if (peer_)
         on_peer([](pipe& p) { p.on_peer_open(); });
-    else
+    else if (events_) {
+        open_emitted_ = true;
         emit([h = handle_, u = user_](pipe_events& e) { e.on_open(h, u); });
+    }
+}
+
+void pipe::replay_open()
+{
+    if (!opened_ || open_emitted_ || finished_ || peer_ || !events_) return;
+    open_emitted_ = true;
+    emit([h = handle_, u = user_](pipe_events& e) { e.on_open(h, u); });
 }
 
 // ----------------------------------------------------------------- lifetime

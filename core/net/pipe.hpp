@@ -133,6 +133,10 @@ public:
     const std::shared_ptr<std::recursive_mutex>& event_group() const noexcept { return group_; }
     void set_user(void* user) { user_ = user; }
     void set_handle(mg_handle h) noexcept { handle_ = h; }
+    // on_open for a pipe that opened before it was bound (a plugin thread
+    // calling open_stream or connect races with the peer's answer); call on
+    // the strand after bind().
+    void replay_open();
     // Ask for on_writable once outbound_bytes() falls to the low watermark
     // (fires at once if it already has).
     void request_writable();
@@ -229,6 +233,7 @@ private:
     bool fin_requested_ = false;
     bool discard_input_ = false;
     bool opened_ = false;
+    bool open_emitted_ = false;       // on_open reached a consumer
     bool finished_ = false;
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;

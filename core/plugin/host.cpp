@@ -162,6 +162,9 @@ struct host_api_impl {
             return MG_HANDLE_NONE;
         }
         const auto h = host.adopt(p, user, owner_pipe ? owner_pipe->event_group() : nullptr);
+        // Called from any thread: the peer may have answered before adopt()
+        // bound the pipe, and that on_open went nowhere.
+        asio::post(p->get_executor(), [p] { p->replay_open(); });
         if (status) *status = MG_OK;
         return h;
     }
@@ -190,6 +193,9 @@ struct host_api_impl {
             return MG_HANDLE_NONE;
         }
         const auto h = host.adopt(p, user, owner_pipe ? owner_pipe->event_group() : nullptr);
+        // Called from any thread: the peer may have answered before adopt()
+        // bound the pipe, and that on_open went nowhere.
+        asio::post(p->get_executor(), [p] { p->replay_open(); });
         if (status) *status = MG_OK;
         return h;
     }
