@@ -281,9 +281,23 @@ def main(argv=None) -> int:
         meta["load_end"] = loadavg()
         _save(res, out_dir, meta)
     if res["runs"] or res["memory"]:
-        Path(args.results).write_text(report.render(res))
+        Path(args.results).write_text(report.render(res) + _kept_history(Path(args.results)))
         log(f"wrote {args.results} and {out_dir / meta['json_name']}")
     return status
+
+
+# Everything from this line to the end of the results file is written by hand
+# (the optimizations, before and after) and survives a new run.
+HISTORY_MARK = "<!-- history: kept by bench.py across runs -->"
+
+
+def _kept_history(results: Path) -> str:
+    try:
+        text = results.read_text()
+    except OSError:
+        return ""
+    at = text.find(HISTORY_MARK)
+    return "" if at < 0 else "\n" + text[at:]
 
 
 def _shown(p: Path) -> str:
