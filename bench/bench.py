@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         results = Path(args.results) if args.results != str(BENCH / "RESULTS.md") else \
             BENCH / "RESULTS-ssh.md"
-        size, lines, reps = {"smoke": (4, 50, 1), "quick": (16, 200, 3),
+        size, lines, reps = {"smoke": (4, 50, 1), "quick": (32, 200, 3),
                              "full": (64, 500, 5)}[args.mode]
         return ssh_bench.run(Path(args.bin_dir).resolve(), Path(args.out).resolve() / "ssh",
                              results, args.reps or reps, size << 20, lines,

@@ -12,6 +12,7 @@ private sshd, directly and through three tunnels:
 
 Each repetition measures every path in turn (interleaved):
 
+* start: the wall time of `ssh <target> true` (handshake, session, exit).
 * scp: the wall time of one `scp` process uploading a file from /dev/shm
   (or $TMPDIR) to the same directory (handshake included); the copy's size is
   checked; MB/s = size / time.
@@ -165,6 +166,7 @@ def run(bin_dir: Path, out_dir: Path, results: Path, reps: int, size: int, lines
     shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     data_dir = tempfile.mkdtemp(prefix="muxgate-bench-ssh-", dir=shm)
     scp_s = {p: [] for p in PATHS}
+    start_s = {p: [] for p in PATHS}       # `ssh <target> true`, per repetition
     echo = {p: [] for p in PATHS}          # per repetition: list of round trips
     errors = {p: [] for p in PATHS}
     load_start = loadavg()
@@ -213,6 +215,14 @@ def run(bin_dir: Path, out_dir: Path, results: Path, reps: int, size: int, lines
         log("ssh: warmed up")
         for rep in range(1, reps + 1):
             for name, (ssh, scp, spec) in clients.items():
+                t0 = time.monotonic()
+                r = subprocess.run(ssh + ["true"], capture_output=True, timeout=60)
+                if r.returncode == 0:
+                    start_s[name].append(time.monotonic() - t0)
+                else:
+                    errors[name].append(f"ssh true rep {rep}: "
+                                        f"{r.stderr.decode(errors='replace')[-300:]}")
+            for name, (ssh, scp, spec) in clients.items():
                 try:
                     scp_s[name].append(_scp(scp, src, spec + dst, dst, size))
                 except (Failed, subprocess.TimeoutExpired, OSError) as e:
@@ -238,9 +248,13 @@ def run(bin_dir: Path, out_dir: Path, results: Path, reps: int, size: int, lines
 
     def stats(name):
         s = [size / t / 1e6 for t in scp_s[name]]
+        # The copy without the session's start: scp minus `ssh true` of the
+        # same repetition (both start and end a session the same way).
+        net = [size / (t - c) / 1e6 for t, c in zip(scp_s[name], start_s[name]) if t > c]
         p50 = [_pct(v, 0.5) for v in echo[name]]
         p99 = [_pct(v, 0.99) for v in echo[name]]
-        return {"scp": s, "p50": p50, "p99": p99}
+        return {"start": [t * 1000 for t in start_s[name]], "scp": s, "net": net,
+                "p50": p50, "p99": p99}
     st = {n: stats(n) for n in PATHS}
 
     def med(v):
@@ -267,16 +281,27 @@ def run(bin_dir: Path, out_dir: Path, results: Path, reps: int, size: int, lines
           f"- {reps} interleaved repetitions; scp uploads a {mib:g} MiB file (handshake "
           f"included); echo: {lines} lines of 64 bytes per session after {WARMUP_LINES} "
           "warm-up lines, p50/p99 per repetition",
-          "- figures: median over the repetitions (min–max); ratios of the medians "
-          "(throughput: path / reference; latency: path / reference, so > 1 is slower)",
-          "", "| path | scp MB/s | vs direct | vs ssh -R | echo p50 µs | echo p99 µs "
-          "| p50 vs direct | p50 vs ssh -R |", "|---|---|---|---|---|---|---|---|"]
+          "- figures: median over the repetitions (min–max); ratios of the medians, path / "
+          "reference (throughput: < 1 is slower; latency: > 1 is slower)",
+          "- session start: wall time of `ssh <target> true` (handshake, session, exit); "
+          "scp without session start: size / (scp time − session start of the same "
+          "repetition)",
+          "", "## scp upload", "",
+          "| path | session start ms | scp MB/s | scp MB/s without session start "
+          "| without start vs direct | without start vs ssh -R |", "|---|---|---|---|---|---|"]
     d, r = st["direct"], st["ssh -R"]
     for n in PATHS:
         s = st[n]
-        md.append(f"| {n} | {cell(s['scp'])} | {ratio(med(s['scp']), med(d['scp']))} | "
-                  f"{ratio(med(s['scp']), med(r['scp']))} | {cell(s['p50'])} | {cell(s['p99'])} | "
-                  f"{ratio(med(s['p50']), med(d['p50']))} | {ratio(med(s['p50']), med(r['p50']))} |")
+        md.append(f"| {n} | {cell(s['start'])} | {cell(s['scp'])} | {cell(s['net'])} | "
+                  f"{ratio(med(s['net']), med(d['net']))} | {ratio(med(s['net']), med(r['net']))} |")
+    md += ["", "## interactive echo (64-byte line to `cat` on a remote terminal and back)", "",
+           "| path | p50 µs | p99 µs | p50 vs direct | p50 vs ssh -R | p99 vs direct "
+           "| p99 vs ssh -R |", "|---|---|---|---|---|---|---|"]
+    for n in PATHS:
+        s = st[n]
+        md.append(f"| {n} | {cell(s['p50'])} | {cell(s['p99'])} | "
+                  f"{ratio(med(s['p50']), med(d['p50']))} | {ratio(med(s['p50']), med(r['p50']))} | "
+                  f"{ratio(med(s['p99']), med(d['p99']))} | {ratio(med(s['p99']), med(r['p99']))} |")
     md += ["", "Paths: **direct** `scp -P <sshd>`; **ssh -R** `ssh -N -R` (aes128-gcm) to a second "
            "private sshd, the client connects to the forwarded port; **muxgate tunnel** the ssh "
            "plugin's tunnel port on the gateway (agent over WSS); **muxgate jump** `ProxyJump` "
@@ -293,6 +318,6 @@ def run(bin_dir: Path, out_dir: Path, results: Path, reps: int, size: int, lines
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ssh-results.json").write_text(json.dumps(
         {"reps": reps, "size": size, "lines": lines, "scp_s": scp_s, "echo_us": echo,
-         "errors": errors, "problems": problems, "load": [load_start, load_end]}, indent=1))
+         "start_s": start_s, "errors": errors, "problems": problems, "load": [load_start, load_end]}, indent=1))
     print(text)
-    return 0 if not errs and all(scp_s[n] and echo[n] for n in PATHS) else 1
+    return 0 if not errs and all(scp_s[n] and echo[n] and start_s[n] for n in PATHS) else 1
