@@ -173,6 +173,16 @@ def run(bin_dir: Path, out_dir: Path, results: Path, reps: int, size: int, lines
     try:
         key, pub = k.keygen(env, "user_key")
         sshd_port = k.sshd(env, [pub])
+        # Bash reads the account's ~/.bashrc when sshd starts it with SHLVL
+        # unset (its "run by ssh" rule); a slow .bashrc then adds its cost to
+        # every session. SHLVL=1 keeps the measurement to SSH itself.
+        with open(env.path("sshd_config"), "a") as f:
+            f.write("SetEnv SHLVL=1\n")
+        for p in list(env.procs):
+            if p.name == "sshd":
+                p.stop()
+        env.start("sshd", [k.SSHD, "-D", "-e", "-f", env.path("sshd_config")]).wait_log(
+            r"Server listening on 127\.0\.0\.1 port %d" % sshd_port, what="sshd again")
         pub_port = k.sshd(env, [pub], name="sshd-pub")
         gw, jport, _ = k.gateway(env, [("jump", [pub], ["*"])])
         fwd_port = h.pick_port()
