@@ -147,7 +147,7 @@ def main(argv=None) -> int:
                              "full": (64, 500, 5)}[args.mode]
         return ssh_bench.run(Path(args.bin_dir).resolve(), Path(args.out).resolve() / "ssh",
                              results, args.reps or reps, size << 20, lines,
-                             {"commit": git_commit(), "command": " ".join(
+                             {"commit": git_commit(), "note": args.note, "command": " ".join(
                                  ["bench/bench.py"] + [shlex.quote(a) for a in (
                                      argv if argv is not None else sys.argv[1:])])},
                              lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True))

@@ -21,7 +21,8 @@ Each repetition measures every path in turn (interleaved):
   and each line's return (cat's output through the remote terminal) is timed:
   p50 / p99 per repetition.
 
-The inner SSH session uses OpenSSH's default cipher on every path. Reuses the
+The inner SSH session uses OpenSSH's default cipher on every path; the
+target sshd sets SHLVL=1 so bash skips the account's ~/.bashrc. Reuses the
 process helpers of tests/integration/harness.py and tests/ssh/sshkit.py.
 """
 from __future__ import annotations
@@ -288,7 +289,8 @@ def run(bin_dir: Path, out_dir: Path, results: Path, reps: int, size: int, lines
           f"Linux {m['kernel']}",
           f"- load average (1, 5, 15 min): start {load_start}, end {load_end}",
           f"- command: `{meta.get('command', 'bench/bench.py --only ssh')}`",
-          f"- {reps} interleaved repetitions; scp uploads a {mib:g} MiB file (handshake "
+          *([f"- note: {meta['note']}"] if meta.get("note") else []),
+          f"- {reps} interleaved repetition{'s' if reps != 1 else ''}; scp uploads a {mib:g} MiB file (handshake "
           f"included); echo: {lines} lines of 64 bytes per session after {WARMUP_LINES} "
           "warm-up lines, p50/p99 per repetition",
           "- figures: median over the repetitions (min–max); ratios of the medians, path / "
