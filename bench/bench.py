@@ -66,7 +66,8 @@ def parse_args(argv):
                          "(" + ",".join(list(GROUPS) + list(WORK) + ["memory"]) + "); "
                          "direct is always measured as the reference. `rdp` alone: the RDP "
                          "handshake bench (results in bench/RESULTS-rdp.md); `httpplugin` alone: "
-                         "wrk through the HTTP plugin")
+                         "wrk through the HTTP plugin; `ssh` alone: scp and interactive echo "
+                         "through the SSH plugin (results in bench/RESULTS-ssh.md)")
     ap.add_argument("--reps", type=int, help="repetitions (overrides the mode)")
     ap.add_argument("--bin-dir", default=str(ROOT / "build" / "bin"),
                     help="where muxgate and muxgate-agent are (default build/bin)")
@@ -135,6 +136,20 @@ def main(argv=None) -> int:
         return rdp_bench.run(Path(args.bin_dir).resolve(), Path(args.out).resolve(), results,
                              args.reps or (40 if args.mode == "full" else
                                            3 if args.mode == "smoke" else 15),
+                             lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True))
+    if args.only.strip() == "ssh":
+        # scp and interactive echo through muxgate's ssh plugin (harness/ssh_bench.py).
+        from harness import ssh_bench
+        t0 = time.monotonic()
+        results = Path(args.results) if args.results != str(BENCH / "RESULTS.md") else \
+            BENCH / "RESULTS-ssh.md"
+        size, lines, reps = {"smoke": (4, 50, 1), "quick": (32, 200, 3),
+                             "full": (64, 500, 5)}[args.mode]
+        return ssh_bench.run(Path(args.bin_dir).resolve(), Path(args.out).resolve() / "ssh",
+                             results, args.reps or reps, size << 20, lines,
+                             {"commit": git_commit(), "note": args.note, "command": " ".join(
+                                 ["bench/bench.py"] + [shlex.quote(a) for a in (
+                                     argv if argv is not None else sys.argv[1:])])},
                              lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True))
     variants = [add_variant(v) for v in args.variant]
     params = MODES[args.mode]
