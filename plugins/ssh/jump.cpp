@@ -2,11 +2,13 @@
 
 #include <libssh/callbacks.h>
 
+#include <cerrno>
 #include <chrono>
 #include <deque>
 #include <poll.h>
 #include <stdexcept>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
 
@@ -26,6 +28,33 @@ constexpr std::size_t channel_queue_high = 256 * 1024;
 constexpr std::size_t read_chunk = 64 * 1024;
 // The session loop wakes at least this often to notice a stop request.
 constexpr int poll_ms = 1000;
+// After the session ends, how long its socket stays open to let the last
+// packets (a disconnect message) leave and the client's last bytes arrive.
+constexpr int linger_ms = 2000;
+
+// A lingering close: send FIN after what was written, read and drop what the
+// peer still sends until its FIN (or linger_ms), then close. Closing a socket
+// that still has unread input aborts the connection instead, and the host
+// then drops what was not yet relayed, such as the disconnect message that
+// tells the user why.
+void linger_close(int fd)
+{
+    ::shutdown(fd, SHUT_WR);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(linger_ms);
+    char sink[4096];
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              until - std::chrono::steady_clock::now())
+                              .count();
+        if (left <= 0) break;
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+        const auto n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0) break;
+        if (n < 0 && errno != EAGAIN && errno != EINTR) break;
+    }
+    ::close(fd);
+}
 
 std::string json_escape(std::string_view s)
 {
@@ -237,7 +266,9 @@ void jump_session::run(int fd)
         ssh_free(s_);
         return;
     }
-    // From here the session owns fd.
+    // From here the session owns fd; a duplicate keeps the socket open for a
+    // lingering close after libssh closed its descriptor.
+    const int linger_fd = ::dup(fd);
     if (ssh_handle_key_exchange(s_) != SSH_OK) {
         srv_.host_.info("ssh jump: client " + peer_ + ": key exchange failed: " +
                         ssh_get_error(s_));
@@ -261,6 +292,7 @@ void jump_session::run(int fd)
     if (ssh_is_connected(s_)) ssh_disconnect(s_);
     ssh_free(s_);
     s_ = nullptr;
+    if (linger_fd >= 0) linger_close(linger_fd);
 }
 
 bool jump_session::authenticate()
