@@ -258,6 +258,15 @@ void pipe::mark_open()
 
 void pipe::replay_open()
 {
+    if (unreported_close_ && events_) {
+        const auto keep = weak_from_this().lock();
+        const auto rec = std::move(unreported_close_);
+        if (handle_) pipe_registry::instance().remove(handle_);
+        emit([&](pipe_events& e) { e.on_closed(handle_, user_, *rec); });
+        events_.reset();
+        self_.reset();
+        return;
+    }
     if (!opened_ || open_emitted_ || finished_ || peer_ || !events_) return;
     open_emitted_ = true;
     emit([h = handle_, u = user_](pipe_events& e) { e.on_open(h, u); });
@@ -304,10 +313,14 @@ void pipe::finish(mg_close_reason why, std::string message)
         const auto reason = why == MG_CLOSE_REFUSED ? MG_CLOSE_REFUSED : MG_CLOSE_ABORTED;
         on_peer([reason, m = std::move(m)](pipe& p) mutable { p.abort(reason, std::move(m)); });
     }
+    const bool had_peer = peer_ != nullptr;
     // Keep peer_ (the peer may still report consumption to us; harmless once
     // finished) but break the ownership cycle from our side.
     peer_.reset();
-    emit([&](pipe_events& e) { e.on_closed(handle_, user_, rec); });
+    if (events_)
+        emit([&](pipe_events& e) { e.on_closed(handle_, user_, rec); });
+    else if (!had_peer)  // not bound yet: replay_open() reports it once it is
+        unreported_close_ = std::make_unique<close_record>(std::move(rec));
     events_.reset();
     self_.reset();  // `keep` holds it to the end of this call
 }

@@ -133,9 +133,11 @@ public:
     const std::shared_ptr<std::recursive_mutex>& event_group() const noexcept { return group_; }
     void set_user(void* user) { user_ = user; }
     void set_handle(mg_handle h) noexcept { handle_ = h; }
-    // on_open for a pipe that opened before it was bound (a plugin thread
-    // calling open_stream or connect races with the peer's answer); call on
-    // the strand after bind().
+    // on_open, or on_closed, for a pipe that opened, or ended (a refused
+    // stream, a failed connect), before it was bound: open_stream and connect
+    // bind the new pipe only after the Open is on its way, from whichever
+    // thread the plugin called them, so the peer's answer can come first.
+    // Call on the strand after bind().
     void replay_open();
     // Ask for on_writable once outbound_bytes() falls to the low watermark
     // (fires at once if it already has).
@@ -234,6 +236,7 @@ private:
     bool discard_input_ = false;
     bool opened_ = false;
     bool open_emitted_ = false;       // on_open reached a consumer
+    std::unique_ptr<close_record> unreported_close_;  // finished before bind()
     bool finished_ = false;
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
