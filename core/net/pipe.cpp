@@ -49,12 +49,11 @@ const std::string& pipe::local_address()
     return local_address_;
 }
 
-void pipe::bind(std::shared_ptr<pipe_events> events, void* user,
-                std::shared_ptr<std::recursive_mutex> group)
+void pipe::bind(std::shared_ptr<pipe_events> events, void* user, mg_handle h)
 {
+    if (h != MG_HANDLE_NONE) handle_ = h;
     events_ = std::move(events);
     user_ = user;
-    group_ = std::move(group);
     // A plugin names the pipe only by handle (the registry holds it weakly),
     // and a paused socket pipe has no I/O in flight holding it either: the
     // pipe keeps itself until finish() has delivered on_closed.
@@ -267,9 +266,13 @@ void pipe::replay_open()
         self_.reset();
         return;
     }
-    if (!opened_ || open_emitted_ || finished_ || peer_ || !events_) return;
-    open_emitted_ = true;
-    emit([h = handle_, u = user_](pipe_events& e) { e.on_open(h, u); });
+    if (opened_ && !open_emitted_ && !finished_ && !peer_ && events_) {
+        open_emitted_ = true;
+        emit([h = handle_, u = user_](pipe_events& e) { e.on_open(h, u); });
+    }
+    // Bytes that arrived while nobody was bound to take them wait in the
+    // pipe (a stream's inbox; an unarmed socket): hand them over now.
+    if (!finished_ && events_) on_read_interest();
 }
 
 // ----------------------------------------------------------------- lifetime
@@ -362,12 +365,12 @@ pipe_registry& pipe_registry::instance()
     return r;
 }
 
-mg_handle pipe_registry::add(const std::shared_ptr<pipe>& p)
+mg_handle pipe_registry::add(const std::shared_ptr<pipe>& p, bool assign)
 {
     std::lock_guard lock{mutex_};
     const mg_handle h = next_++;
     pipes_.emplace(h, p);
-    p->set_handle(h);
+    if (assign) p->set_handle(h);
     return h;
 }
 

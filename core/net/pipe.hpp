@@ -88,7 +88,7 @@ public:
     mg_pipe_kind kind() const noexcept { return kind_; }
     const strand_type& get_executor() const noexcept { return ex_; }
     mg_handle handle() const noexcept { return handle_; }
-    bool finished() const noexcept { return finished_; }
+    bool finished() const noexcept { return finished_.load(std::memory_order_relaxed); }
     bool opened() const noexcept { return opened_; }
 
     // Facts for logs, audits and mg_pipe_info; set before the pipe is shared.
@@ -124,13 +124,18 @@ public:
     void consumed(std::size_t n);
 
     // ---- wiring ----
-    // Events of this pipe go to `events` with `user`, on `event_ex` (the
-    // owner's strand) or on the pipe's own strand.
-    // Events of this pipe go to `events` with `user`. Pipes sharing a `group`
-    // never have events running at the same time (the owner rule of the ABI).
-    void bind(std::shared_ptr<pipe_events> events, void* user,
-              std::shared_ptr<std::recursive_mutex> group = nullptr);
+    // Pipes sharing a `group` never have events running at the same time
+    // (the owner rule of the ABI). Set once, before bind() and before the
+    // handle is published: other threads read it through event_group()
+    // (open_stream / timer_add with this pipe as owner), the strand only
+    // once bound.
+    void set_group(std::shared_ptr<std::recursive_mutex> group) { group_ = std::move(group); }
     const std::shared_ptr<std::recursive_mutex>& event_group() const noexcept { return group_; }
+    // Events of this pipe go to `events` with `user`, under the group's
+    // lock. Call on the strand, or before the pipe has any I/O: finish() and
+    // the event paths read these fields there. A non-zero `h` becomes the
+    // handle (see pipe_registry::add(p, false)).
+    void bind(std::shared_ptr<pipe_events> events, void* user, mg_handle h = MG_HANDLE_NONE);
     void set_user(void* user) { user_ = user; }
     void set_handle(mg_handle h) noexcept { handle_ = h; }
     // on_open, or on_closed, for a pipe that opened, or ended (a refused
@@ -237,7 +242,7 @@ private:
     bool opened_ = false;
     bool open_emitted_ = false;       // on_open reached a consumer
     std::unique_ptr<close_record> unreported_close_;  // finished before bind()
-    bool finished_ = false;
+    std::atomic<bool> finished_{false};  // read from plugin threads (write())
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
     std::shared_ptr<asio::steady_timer> linger_;
@@ -252,7 +257,9 @@ private:
 class pipe_registry {
 public:
     static pipe_registry& instance();
-    mg_handle add(const std::shared_ptr<pipe>& p);
+    // A new handle for `p`; `assign` = false leaves p's own handle field to
+    // bind() on its strand (for pipes already live on another thread).
+    mg_handle add(const std::shared_ptr<pipe>& p, bool assign = true);
     void remove(mg_handle h);
     std::shared_ptr<pipe> find(mg_handle h);
     std::size_t size();

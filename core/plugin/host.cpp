@@ -161,10 +161,7 @@ struct host_api_impl {
             if (status) *status = st;
             return MG_HANDLE_NONE;
         }
-        const auto h = host.adopt(p, user, owner_pipe ? owner_pipe->event_group() : nullptr);
-        // Called from any thread: the peer may have answered before adopt()
-        // bound the pipe, and that on_open went nowhere.
-        asio::post(p->get_executor(), [p] { p->replay_open(); });
+        const auto h = host.adopt_live(p, user, owner_pipe ? owner_pipe->event_group() : nullptr);
         if (status) *status = MG_OK;
         return h;
     }
@@ -192,10 +189,7 @@ struct host_api_impl {
             if (status) *status = st;
             return MG_HANDLE_NONE;
         }
-        const auto h = host.adopt(p, user, owner_pipe ? owner_pipe->event_group() : nullptr);
-        // Called from any thread: the peer may have answered before adopt()
-        // bound the pipe, and that on_open went nowhere.
-        asio::post(p->get_executor(), [p] { p->replay_open(); });
+        const auto h = host.adopt_live(p, user, owner_pipe ? owner_pipe->event_group() : nullptr);
         if (status) *status = MG_OK;
         return h;
     }
@@ -347,8 +341,33 @@ mg_handle plugin_host::adopt(const std::shared_ptr<net::pipe>& p, void* user,
                              std::shared_ptr<std::recursive_mutex> group)
 {
     if (!group) group = std::make_shared<std::recursive_mutex>();
-    p->bind(shared_from_this(), user, std::move(group));
+    p->set_group(std::move(group));
+    p->bind(shared_from_this(), user);
     return net::pipe_registry::instance().add(p);
+}
+
+mg_handle plugin_host::adopt_live(const std::shared_ptr<net::pipe>& p, void* user,
+                                  std::shared_ptr<std::recursive_mutex> group)
+{
+    if (p->get_executor().running_in_this_thread()) {
+        const auto h = adopt(p, user, std::move(group));
+        // Not from inside open_stream/connect: the plugin gets its on_open
+        // after the call returned, as from any other thread.
+        asio::post(p->get_executor(), [p] { p->replay_open(); });
+        return h;
+    }
+    if (!group) group = std::make_shared<std::recursive_mutex>();
+    // The strand reads the group only once events are bound, and the post
+    // below orders this write before that.
+    p->set_group(std::move(group));
+    const auto h = net::pipe_registry::instance().add(p, false);
+    // The plugin's calls on `h` from its thread are posted to the strand
+    // after this, so they find the pipe bound.
+    asio::post(p->get_executor(), [p, self = shared_from_this(), user, h] {
+        p->bind(self, user, h);
+        p->replay_open();
+    });
+    return h;
 }
 
 mg_status plugin_host::tunnel_register(const mg_tunnel_request& req, mg_tunnel_decision& out)

@@ -70,8 +70,16 @@ public:
 
     // Hand a new pipe to the plugin: register its handle and bind its events
     // (events of pipes sharing `group` are serialized).
+    // For a pipe with no I/O yet (accept, stream), or when running on its strand.
     mg_handle adopt(const std::shared_ptr<net::pipe>& p, void* user,
                     std::shared_ptr<std::recursive_mutex> group);
+    // For a pipe already live on its strand, adopted from any thread
+    // (open_stream and connect from a plugin's own thread: the Open is on
+    // its way and the answer may come first). The handle is returned at
+    // once; binding happens on the strand, followed by the on_open or
+    // on_closed that came before it.
+    mg_handle adopt_live(const std::shared_ptr<net::pipe>& p, void* user,
+                         std::shared_ptr<std::recursive_mutex> group);
 
     // Gateway: ask the plugin about a tunnel registration.
     mg_status tunnel_register(const mg_tunnel_request& req, mg_tunnel_decision& out);
