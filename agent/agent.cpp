@@ -222,6 +222,7 @@ asio::awaitable<std::shared_ptr<net::ws_transport>> agent::dial(std::string& err
     }
     const int one = 1;
     ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    net::limit_unsent(sock.native_handle(), cfg_.lim.socket_unsent);
 
     if (via_proxy) {
         const auto req = net::connect_request(gateway_.host, gateway_.port, proxy.user, proxy.password);

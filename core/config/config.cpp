@@ -263,6 +263,7 @@ void parse_limits(reader& r, limits& l, bool gateway, context& c)
     r.size("max_message", l.max_message, 64 * KiB, 256 * MiB);
     r.size("write_message", l.write_message, 16 * KiB, 64 * MiB);
     r.size("write_quantum", l.write_quantum, 1 * KiB, 16 * MiB);
+    r.size("socket_unsent", l.socket_unsent, 0, 1024 * MiB);
     r.size("stream_window", l.stream_window, 16 * KiB, 1024 * MiB);
     r.size("stream_window_max", l.stream_window_max, 16 * KiB, 1024 * MiB);
     r.size("window_growth_budget", l.window_growth_budget, 0, 2048 * MiB);

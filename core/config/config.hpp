@@ -31,6 +31,7 @@ struct limits {
     std::uint32_t max_message = 4 * 1024 * 1024;     // largest WebSocket message accepted
     std::uint32_t write_message = 256 * 1024;        // largest WebSocket message written
     std::uint32_t write_quantum = 64 * 1024;         // bytes per stream per writer turn
+    std::uint32_t socket_unsent = 64 * 1024;         // TCP_NOTSENT_LOWAT of the agent connection (0: kernel's)
     std::uint32_t stream_window = 256 * 1024;        // initial receive credit per stream
     std::uint32_t stream_window_max = 4 * 1024 * 1024;  // autotuned window's ceiling
     std::uint32_t window_growth_budget = 64 * 1024 * 1024;  // growth over all streams

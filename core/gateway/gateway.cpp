@@ -391,6 +391,7 @@ asio::awaitable<void> gateway::handle_connection(net::strand_type strand,
     } g{handshakes_};
     const int one = 1;
     ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    net::limit_unsent(sock.native_handle(), cfg_.lim.socket_unsent);
 
     net::ws_server_options wo;
     wo.path = cfg_.path;

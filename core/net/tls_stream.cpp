@@ -11,11 +11,21 @@
 #include <openssl/x509_vfy.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <climits>
 #include <cstring>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace muxgate::net {
+
+void limit_unsent(int fd, std::uint32_t bytes)
+{
+    if (bytes == 0) return;
+    const int v = static_cast<int>(std::min<std::uint32_t>(bytes, 1u << 30));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof v);
+}
 
 namespace asio = boost::asio;
 using boost::system::error_code;

@@ -25,6 +25,14 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 namespace muxgate::net {
 
+// Keep at most about `bytes` unsent in the kernel's send buffer of the agent
+// connection (TCP_NOTSENT_LOWAT; 0 leaves the kernel's default, unbounded).
+// The writer then holds what waits, so a small frame written after a bulk
+// burst queues behind at most this much instead of megabytes of socket
+// buffer: this is what keeps interactive streams responsive beside a bulk
+// one. Bytes in flight are not limited, so long links still fill.
+void limit_unsent(int fd, std::uint32_t bytes);
+
 class tls_stream : public std::enable_shared_from_this<tls_stream> {
 public:
     using socket_type = boost::asio::generic::stream_protocol::socket;

@@ -70,6 +70,7 @@ TEST_CASE("gateway: the smallest valid file gives the documented defaults")
     CHECK(g.lim.stream_window == 256 * 1024);
     CHECK(g.lim.stream_window_max == 4 * 1024 * 1024);
     CHECK(g.lim.window_growth_budget == 64 * 1024 * 1024);
+    CHECK(g.lim.socket_unsent == 64 * 1024);
     CHECK(g.lim.heartbeat_interval_ms == 10'000);
     CHECK(g.lim.heartbeat_timeout_ms == 30'000);
     CHECK(g.plugin_config.empty());
@@ -105,6 +106,7 @@ max_control_message = "32 KiB"
 max_message = "8MiB"
 write_message = "128k"
 write_quantum = 32768
+socket_unsent = 0
 stream_window = "1 GiB"
 stream_window_max = "8 MiB"
 window_growth_budget = 0
@@ -165,6 +167,7 @@ max_auth = 3
     CHECK(l.max_message == 8u << 20);
     CHECK(l.write_message == 128u << 10);
     CHECK(l.write_quantum == 32768);
+    CHECK(l.socket_unsent == 0);
     CHECK(l.stream_window == 1u << 30);
     CHECK(l.stream_window_max == 8u << 20);
     CHECK(l.window_growth_budget == 0);
@@ -186,7 +189,7 @@ max_auth = 3
     REQUIRE(g.agents.size() == 2);
     const auto& a = g.agents[0];
     CHECK(a.name == "office-1");
-    CHECK(a.line == 47);
+    CHECK(a.line == 48);
     CHECK(token::format_hash(a.token_hash) == hash0);
     CHECK(a.protocols == lines{"tcp"});
     REQUIRE(a.ports.size() == 2);
@@ -197,7 +200,7 @@ max_auth = 3
     REQUIRE(a.plugin_acl.count("tcp") == 1);
     CHECK(a.plugin_acl.at("tcp") == R"({"allow":["10.0.0.0/8"]})");
     CHECK(g.agents[1].name == "lab.B_2");
-    CHECK(g.agents[1].line == 54);
+    CHECK(g.agents[1].line == 55);
     CHECK(g.agents[1].ports.empty());
     CHECK(g.agents[1].protocols.empty());
     REQUIRE(g.plugin_config.count("ssh") == 1);
@@ -409,6 +412,12 @@ TEST_CASE("limits: cross-checks")
         // The agent has no interval of its own.
         CHECK(agent_problems(agent_min + "[limits]\nheartbeat_timeout_ms = 9000\n") == lines{});
     }
+    SUBCASE("socket_unsent is a size up to 1 GiB; 0 leaves the kernel's default")
+    {
+        CHECK(gateway_problems(gw_min + "[limits]\nsocket_unsent = \"2 GiB\"\n").size() == 1);
+        CHECK(agent_problems(agent_min + "[limits]\nsocket_unsent = -1\n").size() == 1);
+        CHECK(agent_problems(agent_min + "[limits]\nsocket_unsent = 0\n") == lines{});
+    }
     SUBCASE("write_quantum is independent of the max_frame_payload we accept")
     {
         // Frames we send are capped by the *peer's* max_frame at run time.
@@ -571,6 +580,7 @@ max_control_message = "8 KiB"
 max_message = "1 MiB"
 write_message = "64 KiB"
 write_quantum = "16 KiB"
+socket_unsent = "16 KiB"
 max_streams = 16
 max_control_backlog = "256 KiB"
 handshake_timeout_ms = 4000
@@ -620,6 +630,7 @@ nodelay = true
     CHECK(a.lim.max_message == 1u << 20);
     CHECK(a.lim.write_message == 64u << 10);
     CHECK(a.lim.write_quantum == 16u << 10);
+    CHECK(a.lim.socket_unsent == 16u << 10);
     CHECK(a.lim.max_streams_per_agent == 16);
     CHECK(a.lim.max_control_backlog == 256u << 10);
     CHECK(a.lim.handshake_timeout_ms == 4000);
@@ -632,7 +643,7 @@ nodelay = true
     CHECK(a.tunnels[0].local_host == "127.0.0.1");
     CHECK(a.tunnels[0].local_port == 22);
     CHECK(a.tunnels[0].options == "{}");
-    CHECK(a.tunnels[0].line == 33);
+    CHECK(a.tunnels[0].line == 34);
     CHECK(a.tunnels[1].name == "tcp---1-8080");  // "tcp-::1-8080", ':' made safe
     CHECK(a.tunnels[1].remote_port == 0);
     CHECK(a.tunnels[1].local_host == "::1");
