@@ -456,22 +456,33 @@ def port_free(port, host="127.0.0.1"):
         s.close()
 
 
+# Ports already handed out by this process: a port picked for one server is
+# still free until that server binds it, so without this two picks made
+# before either server starts (a gateway's port and its jump host's) can
+# return the same port.
+_handed_out = set()
+
+
 def pick_port(host="127.0.0.1"):
-    """A port below the ephemeral range that is free right now (the caller
-    retries its start if someone takes it meanwhile)."""
+    """A port below the ephemeral range that is free right now and was not
+    handed out before (the caller retries its start if someone takes it
+    meanwhile)."""
     for _ in range(200):
         p = random.randrange(*PORT_RANGE)
-        if port_free(p, host):
+        if p not in _handed_out and port_free(p, host):
+            _handed_out.add(p)
             return p
     raise Failure("no free port found in 20000-32000")
 
 
 def pick_port_block(n, host="127.0.0.1"):
-    """The first of n consecutive ports, all free right now, below the
-    ephemeral range."""
+    """The first of n consecutive ports, all free right now and not handed
+    out before, below the ephemeral range."""
     for _ in range(200):
         base = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - n)
-        if all(port_free(base + i, host) for i in range(n)):
+        block = range(base, base + n)
+        if not _handed_out.intersection(block) and all(port_free(p, host) for p in block):
+            _handed_out.update(block)
             return base
     raise Failure(f"no block of {n} free ports found in 20000-32000")
 
