@@ -645,13 +645,13 @@ std::shared_ptr<net::pipe> gateway::open_stream(plugin::plugin_host& p, std::str
     }
     std::string why;
     auto s = link->session()->new_stream(p.protocol_id(), std::string{tunnel}, std::string{meta},
-                                         owner ? owner->peer_address : std::string{}, why);
+                                         owner ? owner->peer_address : std::string{},
+                                         std::string{agent}, why);
     if (!s) {
         spdlog::warn("agent={} tunnel={} refusing connection: {}", agent, tunnel, why);
         status = MG_ERR_LIMIT;
         return nullptr;
     }
-    s->agent = std::string{agent};
     status = MG_OK;
     return s;
 }

@@ -288,12 +288,18 @@ std::shared_ptr<stream_pipe> session::open_stream(std::uint8_t protocol, const s
 }
 
 std::shared_ptr<stream_pipe> session::new_stream(std::uint8_t protocol, std::string tunnel,
-                                                 std::string meta, std::string peer, std::string& why)
+                                                 std::string meta, std::string peer,
+                                                 std::string agent, std::string& why)
 {
-    if (ex_.running_in_this_thread()) return open_stream(protocol, tunnel, meta, peer, why);
+    if (ex_.running_in_this_thread()) {
+        auto s = open_stream(protocol, tunnel, meta, peer, why);
+        if (s) s->agent = std::move(agent);
+        return s;
+    }
     auto s = std::make_shared<stream_pipe>(shared_from_this(), 0, protocol);
     s->tunnel = std::move(tunnel);
     s->peer_address = std::move(peer);
+    s->agent = std::move(agent);
     asio::post(ex_, [self = shared_from_this(), s, meta = std::move(meta)] {
         self->attach_stream(s, meta);
     });

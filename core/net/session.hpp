@@ -136,9 +136,11 @@ public:
                                              std::string& why);
     // Gateway, from any thread: like open_stream, but off the strand the
     // stream is returned at once and opened there later (a refusal then
-    // arrives as the pipe closing with MG_CLOSE_REFUSED).
+    // arrives as the pipe closing with MG_CLOSE_REFUSED). `agent` names the
+    // stream's agent in its facts, set before the strand can see the pipe.
     std::shared_ptr<stream_pipe> new_stream(std::uint8_t protocol, std::string tunnel,
-                                            std::string meta, std::string peer, std::string& why);
+                                            std::string meta, std::string peer, std::string agent,
+                                            std::string& why);
     std::size_t stream_count() const noexcept { return streams_.size(); }
 
     // Counters for logs and the benchmark.
