@@ -220,9 +220,7 @@ asio::awaitable<std::shared_ptr<net::ws_transport>> agent::dial(std::string& err
                             via_proxy ? " (proxy)" : "", cec.message());
         co_return nullptr;
     }
-    const int one = 1;
-    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    net::limit_unsent(sock.native_handle(), cfg_.lim.socket_unsent);
+    net::tune_agent_socket(sock.native_handle(), cfg_.lim.socket_unsent, "gateway connection");
 
     if (via_proxy) {
         const auto req = net::connect_request(gateway_.host, gateway_.port, proxy.user, proxy.password);

@@ -389,9 +389,7 @@ asio::awaitable<void> gateway::handle_connection(net::strand_type strand,
         std::atomic<std::uint32_t>& n;
         ~guard() { --n; }
     } g{handshakes_};
-    const int one = 1;
-    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    net::limit_unsent(sock.native_handle(), cfg_.lim.socket_unsent);
+    net::tune_agent_socket(sock.native_handle(), cfg_.lim.socket_unsent, "agent connection from " + remote);
 
     net::ws_server_options wo;
     wo.path = cfg_.path;

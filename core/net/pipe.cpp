@@ -49,9 +49,8 @@ const std::string& pipe::local_address()
     return local_address_;
 }
 
-void pipe::bind(std::shared_ptr<pipe_events> events, void* user, mg_handle h)
+void pipe::bind(std::shared_ptr<pipe_events> events, void* user)
 {
-    if (h != MG_HANDLE_NONE) handle_ = h;
     events_ = std::move(events);
     user_ = user;
     // A plugin names the pipe only by handle (the registry holds it weakly),
@@ -135,7 +134,7 @@ void pipe::outbound_written(std::size_t n)
         on_peer([from_peer](pipe& p) { p.consumed(from_peer); });
     if (want_writable_ && !peer_ && outbound_bytes() <= limits_.low_watermark) {
         want_writable_ = false;
-        emit([h = handle_, u = user_](pipe_events& e) { e.on_writable(h, u); });
+        emit([h = handle(), u = user_](pipe_events& e) { e.on_writable(h, u); });
     }
 }
 
@@ -143,7 +142,7 @@ void pipe::request_writable()
 {
     if (finished_ || peer_) return;
     if (outbound_bytes() <= limits_.low_watermark) {
-        emit([h = handle_, u = user_](pipe_events& e) { e.on_writable(h, u); });
+        emit([h = handle(), u = user_](pipe_events& e) { e.on_writable(h, u); });
         return;
     }
     want_writable_ = true;
@@ -194,7 +193,7 @@ void pipe::deliver(chunk&& c)
         return;
     }
     if (events_) {
-        emit([&](pipe_events& e) { e.on_data(handle_, user_, c.bytes()); });
+        emit([&](pipe_events& e) { e.on_data(handle(), user_, c.bytes()); });
         on_consumed(n, true);
     }
 }
@@ -219,7 +218,7 @@ void pipe::deliver_copy(std::span<const std::uint8_t> bytes)
         return;
     }
     if (events_) {
-        emit([&](pipe_events& e) { e.on_data(handle_, user_, bytes); });
+        emit([&](pipe_events& e) { e.on_data(handle(), user_, bytes); });
         on_consumed(n, true);
     }
 }
@@ -233,7 +232,7 @@ void pipe::deliver_fin()
         if (peer_)
             on_peer([](pipe& p) { p.write_fin(); });
         else
-            emit([h = handle_, u = user_](pipe_events& e) { e.on_fin(h, u); });
+            emit([h = handle(), u = user_](pipe_events& e) { e.on_fin(h, u); });
     }
     maybe_finish();
 }
@@ -251,7 +250,7 @@ void pipe::mark_open()
         on_peer([](pipe& p) { p.on_peer_open(); });
     else if (events_) {
         open_emitted_ = true;
-        emit([h = handle_, u = user_](pipe_events& e) { e.on_open(h, u); });
+        emit([h = handle(), u = user_](pipe_events& e) { e.on_open(h, u); });
     }
 }
 
@@ -260,15 +259,15 @@ void pipe::replay_open()
     if (unreported_close_ && events_) {
         const auto keep = weak_from_this().lock();
         const auto rec = std::move(unreported_close_);
-        if (handle_) pipe_registry::instance().remove(handle_);
-        emit([&](pipe_events& e) { e.on_closed(handle_, user_, *rec); });
+        if (const auto h = handle()) pipe_registry::instance().remove(h);
+        emit([&](pipe_events& e) { e.on_closed(handle(), user_, *rec); });
         events_.reset();
         self_.reset();
         return;
     }
     if (opened_ && !open_emitted_ && !finished_ && !peer_ && events_) {
         open_emitted_ = true;
-        emit([h = handle_, u = user_](pipe_events& e) { e.on_open(h, u); });
+        emit([h = handle(), u = user_](pipe_events& e) { e.on_open(h, u); });
     }
     // Bytes that arrived while nobody was bound to take them wait in the
     // pipe (a stream's inbox; an unarmed socket): hand them over now.
@@ -308,7 +307,7 @@ void pipe::finish(mg_close_reason why, std::string message)
                       static_cast<int>(why), message, bytes_in_, bytes_out_);
     }
     on_finish();
-    if (handle_) pipe_registry::instance().remove(handle_);
+    if (const auto h = handle()) pipe_registry::instance().remove(h);
 
     if (why != MG_CLOSE_DONE && peer_) {
         std::string m = message.empty() ? std::string{"linked pipe aborted"}
@@ -321,7 +320,7 @@ void pipe::finish(mg_close_reason why, std::string message)
     // finished) but break the ownership cycle from our side.
     peer_.reset();
     if (events_)
-        emit([&](pipe_events& e) { e.on_closed(handle_, user_, rec); });
+        emit([&](pipe_events& e) { e.on_closed(handle(), user_, rec); });
     else if (!had_peer)  // not bound yet: replay_open() reports it once it is
         unreported_close_ = std::make_unique<close_record>(std::move(rec));
     events_.reset();
@@ -365,12 +364,12 @@ pipe_registry& pipe_registry::instance()
     return r;
 }
 
-mg_handle pipe_registry::add(const std::shared_ptr<pipe>& p, bool assign)
+mg_handle pipe_registry::add(const std::shared_ptr<pipe>& p)
 {
     std::lock_guard lock{mutex_};
     const mg_handle h = next_++;
     pipes_.emplace(h, p);
-    if (assign) p->set_handle(h);
+    p->set_handle(h);
     return h;
 }
 

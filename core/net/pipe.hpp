@@ -87,7 +87,7 @@ public:
 
     mg_pipe_kind kind() const noexcept { return kind_; }
     const strand_type& get_executor() const noexcept { return ex_; }
-    mg_handle handle() const noexcept { return handle_; }
+    mg_handle handle() const noexcept { return handle_.load(std::memory_order_relaxed); }
     bool finished() const noexcept { return finished_.load(std::memory_order_relaxed); }
     bool opened() const noexcept { return opened_; }
 
@@ -133,11 +133,10 @@ public:
     const std::shared_ptr<std::recursive_mutex>& event_group() const noexcept { return group_; }
     // Events of this pipe go to `events` with `user`, under the group's
     // lock. Call on the strand, or before the pipe has any I/O: finish() and
-    // the event paths read these fields there. A non-zero `h` becomes the
-    // handle (see pipe_registry::add(p, false)).
-    void bind(std::shared_ptr<pipe_events> events, void* user, mg_handle h = MG_HANDLE_NONE);
+    // the event paths read these fields there.
+    void bind(std::shared_ptr<pipe_events> events, void* user);
     void set_user(void* user) { user_ = user; }
-    void set_handle(mg_handle h) noexcept { handle_ = h; }
+    void set_handle(mg_handle h) noexcept { handle_.store(h, std::memory_order_relaxed); }
     // on_open, or on_closed, for a pipe that opened, or ended (a refused
     // stream, a failed connect), before it was bound: open_stream and connect
     // bind the new pipe only after the Open is on its way, from whichever
@@ -219,7 +218,8 @@ private:
 
     const mg_pipe_kind kind_;
     strand_type ex_;
-    mg_handle handle_ = MG_HANDLE_NONE;
+    // Set once by the registry, possibly off the strand (adopt_live).
+    std::atomic<mg_handle> handle_{MG_HANDLE_NONE};
     const clock::time_point created_;
     std::atomic<clock::rep> last_activity_;
     std::atomic<std::size_t> out_bytes_{0};
@@ -257,9 +257,7 @@ private:
 class pipe_registry {
 public:
     static pipe_registry& instance();
-    // A new handle for `p`; `assign` = false leaves p's own handle field to
-    // bind() on its strand (for pipes already live on another thread).
-    mg_handle add(const std::shared_ptr<pipe>& p, bool assign = true);
+    mg_handle add(const std::shared_ptr<pipe>& p);
     void remove(mg_handle h);
     std::shared_ptr<pipe> find(mg_handle h);
     std::size_t size();

@@ -340,8 +340,7 @@ void plugin_host::log(int level, std::string_view text) const
 mg_handle plugin_host::adopt(const std::shared_ptr<net::pipe>& p, void* user,
                              std::shared_ptr<std::recursive_mutex> group)
 {
-    if (!group) group = std::make_shared<std::recursive_mutex>();
-    p->set_group(std::move(group));
+    p->set_group(group ? std::move(group) : std::make_shared<std::recursive_mutex>());
     p->bind(shared_from_this(), user);
     return net::pipe_registry::instance().add(p);
 }
@@ -349,22 +348,22 @@ mg_handle plugin_host::adopt(const std::shared_ptr<net::pipe>& p, void* user,
 mg_handle plugin_host::adopt_live(const std::shared_ptr<net::pipe>& p, void* user,
                                   std::shared_ptr<std::recursive_mutex> group)
 {
-    if (p->get_executor().running_in_this_thread()) {
+    const auto& ex = p->get_executor();
+    if (ex.running_in_this_thread()) {
         const auto h = adopt(p, user, std::move(group));
-        // Not from inside open_stream/connect: the plugin gets its on_open
-        // after the call returned, as from any other thread.
-        asio::post(p->get_executor(), [p] { p->replay_open(); });
+        // Even from the strand, the plugin hears on_open after its call
+        // returned, never from inside it.
+        asio::post(ex, [p] { p->replay_open(); });
         return h;
     }
-    if (!group) group = std::make_shared<std::recursive_mutex>();
     // The strand reads the group only once events are bound, and the post
     // below orders this write before that.
-    p->set_group(std::move(group));
-    const auto h = net::pipe_registry::instance().add(p, false);
+    p->set_group(group ? std::move(group) : std::make_shared<std::recursive_mutex>());
+    const auto h = net::pipe_registry::instance().add(p);
     // The plugin's calls on `h` from its thread are posted to the strand
     // after this, so they find the pipe bound.
-    asio::post(p->get_executor(), [p, self = shared_from_this(), user, h] {
-        p->bind(self, user, h);
+    asio::post(ex, [p, self = shared_from_this(), user] {
+        p->bind(self, user);
         p->replay_open();
     });
     return h;
