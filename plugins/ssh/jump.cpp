@@ -56,6 +56,23 @@ void linger_close(int fd)
     ::close(fd);
 }
 
+// Ends a session so that its DISCONNECT (and the text OpenSSH shows the
+// user) reaches the client. ssh_disconnect() sends the packet and closes the
+// socket in one go, but libssh's non-blocking writer only writes once a poll
+// has reported the socket writable since its last write; otherwise it queues
+// the packet for a POLLOUT that never comes, and the close drops it. So the
+// queued output is flushed first (input that arrives meanwhile is no longer
+// acted on: the message callback is removed), libssh is told the socket is
+// writable, and the disconnect then goes out at once.
+void disconnect_flushed(ssh_session s)
+{
+    if (!ssh_is_connected(s)) return;
+    ssh_set_message_callback(s, nullptr, nullptr);
+    ssh_blocking_flush(s, linger_ms);
+    ssh_set_fd_towrite(s);
+    ssh_disconnect(s);
+}
+
 std::string json_escape(std::string_view s)
 {
     std::string out;
@@ -289,7 +306,7 @@ void jump_session::run(int fd)
         c->ch_ = nullptr;  // freed with the session
     }
     channels_.clear();
-    if (ssh_is_connected(s_)) ssh_disconnect(s_);
+    disconnect_flushed(s_);
     ssh_free(s_);
     s_ = nullptr;
     if (linger_fd >= 0) linger_close(linger_fd);
@@ -522,6 +539,7 @@ void jump_session::audit(jump_channel& c, std::string_view end)
 
 int jump_session::on_message(ssh_message msg)
 {
+    if (disconnected_) return 1;  // ending: refuse what came in the same poll
     if (ssh_message_type(msg) == SSH_REQUEST_CHANNEL_OPEN &&
         ssh_message_subtype(msg) == SSH_CHANNEL_DIRECT_TCPIP) {
         open_channel(msg);
@@ -540,10 +558,10 @@ void jump_session::refuse(ssh_message msg, const std::string& why)
     srv_.host_.warn("ssh jump: user=" + user_ + " key=" + key_fp_ + " client=" + peer_ +
                     " refused: " + why);
     // libssh can only refuse a channel without a text; OpenSSH shows the text
-    // of a disconnect, so a session with nothing else open ends with it.
+    // of a disconnect, so a session with nothing else open ends with it, sent
+    // by run() once the event loop has returned.
     if (channels_.empty()) {
         ssh_session_set_disconnect_message(s_, ("muxgate: " + why).c_str());
-        ssh_disconnect(s_);
         disconnected_ = true;
         return;
     }
