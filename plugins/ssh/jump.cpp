@@ -186,14 +186,19 @@ private:
     {
         return static_cast<jump_session*>(self)->on_message(msg);
     }
-    static int wake_cb(socket_t fd, int, void*)
+    // The eventfd is drained by serve() just before it looks at the queues,
+    // never here: libssh also polls it from inside channel reads and writes
+    // (pump()), and a wake-up drained there, after pump() had looked, would
+    // leave the new bytes waiting for the poll_ms timeout.
+    static int wake_cb(socket_t, int, void*) { return 0; }
+    void drain_wake()
     {
         std::uint64_t v;
-        [[maybe_unused]] auto r = ::read(fd, &v, sizeof v);
-        return 0;
+        if (wake_fd_ >= 0) [[maybe_unused]] auto r = ::read(wake_fd_, &v, sizeof v);
     }
 
     ssh_session s_ = nullptr;
+    ssh_counter_struct packets_{};  // libssh counts the packets it decodes
     std::string user_;
     std::string key_fp_;
     const jump_server::user_keys* who_ = nullptr;
@@ -386,9 +391,13 @@ void jump_session::serve()
     if (!ev) return;
     ssh_event_add_session(ev, s_);
     if (wake_fd_ >= 0) ssh_event_add_fd(ev, wake_fd_, POLLIN, &jump_session::wake_cb, this);
+    ssh_set_counters(s_, nullptr, &packets_);
+    int timeout = poll_ms;
     while (!srv_.stopping_ && !disconnected_) {
-        const int rc = ssh_event_dopoll(ev, poll_ms);
+        const int rc = ssh_event_dopoll(ev, timeout);
         if (disconnected_) break;
+        drain_wake();
+        const auto decoded = packets_.in_packets;
         for (std::size_t i = 0; i < channels_.size();) {
             pump(*channels_[i]);
             if (finished(*channels_[i])) {
@@ -401,7 +410,12 @@ void jump_session::serve()
             (ssh_get_status(s_) & (SSH_CLOSED | SSH_CLOSED_ERROR)))
             break;
         if (client_closed_) break;
+        // Reading or writing a channel runs libssh's own poll, which can
+        // decode packets for a channel already pumped in this round; their
+        // bytes wait in libssh, not in the socket, so look again at once.
+        timeout = packets_.in_packets != decoded ? 0 : poll_ms;
     }
+    ssh_set_counters(s_, nullptr, nullptr);
     ssh_event_remove_session(ev, s_);
     if (wake_fd_ >= 0) ssh_event_remove_fd(ev, wake_fd_);
     ssh_event_free(ev);
