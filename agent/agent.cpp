@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "net/proxy.hpp"
 #include "net/socket_pipe.hpp"
+#include "net/sockopt.hpp"
 #include "net/tls_pipe.hpp"
 #include "net/tls.hpp"
 #include "net/ws.hpp"
@@ -19,7 +20,6 @@
 #include <fmt/format.h>
 
 #include <csignal>
-#include <netinet/tcp.h>
 #include <thread>
 
 namespace muxgate::agent {

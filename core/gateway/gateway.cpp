@@ -4,6 +4,7 @@
 #include "gateway/agent_link.hpp"
 #include "net/address.hpp"
 #include "net/socket_pipe.hpp"
+#include "net/sockopt.hpp"
 #include "net/tls_pipe.hpp"
 #include "net/ws.hpp"
 
@@ -21,8 +22,6 @@
 
 #include <csignal>
 #include <cstring>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <thread>
 
 namespace muxgate::gateway {
@@ -731,8 +730,7 @@ asio::awaitable<void> gateway::tls_accept(net::strand_type strand, net::tls_stre
                                           std::string peer, std::shared_ptr<plugin::plugin_host> p,
                                           void* user)
 {
-    const int one = 1;
-    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    net::set_nodelay(sock.native_handle());
     auto io = std::make_shared<net::tls_stream>(std::move(sock), tls_->native_handle());
     // The handshake is bounded like the agent port's.
     auto timer = std::make_shared<asio::steady_timer>(

@@ -1,13 +1,11 @@
 #include "net/socket_pipe.hpp"
 
 #include "net/address.hpp"
+#include "net/sockopt.hpp"
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <fmt/format.h>
-
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 
 namespace muxgate::net {
 
@@ -21,13 +19,6 @@ bool would_block(const error_code& ec)
     return ec == errc::would_block || ec == errc::try_again;
 }
 
-void set_nodelay(socket_pipe::socket_type& s)
-{
-    // Every tunnelled byte is already batched by the mux; Nagle would only
-    // add the delayed-ACK stall to small requests.
-    int one = 1;
-    ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
 
 }  // namespace
 
@@ -40,7 +31,7 @@ socket_pipe::socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits, 
     peer_address = std::move(peer);
     error_code ec;
     sock_.non_blocking(true, ec);
-    if (tcp_) set_nodelay(sock_);
+    if (tcp_) set_nodelay(sock_.native_handle());
 }
 
 socket_pipe::socket_pipe(mg_pipe_kind kind, strand_type ex, pipe_limits limits)
@@ -131,7 +122,7 @@ void socket_pipe::on_connected()
     if (connect_timer_) connect_timer_->cancel();
     error_code ec;
     sock_.non_blocking(true, ec);
-    set_nodelay(sock_);
+    set_nodelay(sock_.native_handle());
     mark_open();
     if (finished()) return;
     flush();

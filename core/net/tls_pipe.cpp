@@ -2,6 +2,7 @@
 
 #include "net/address.hpp"
 #include "net/socket_pipe.hpp"
+#include "net/sockopt.hpp"
 #include "net/ws.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -9,9 +10,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
-
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 
 namespace muxgate::net {
 
@@ -121,8 +119,7 @@ asio::awaitable<void> tls_pipe::dial(std::string host, std::uint16_t port)
         remote_abort(MG_CLOSE_REFUSED, fmt::format("connect to {} failed: {}", target, last));
         co_return;
     }
-    const int one = 1;
-    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_nodelay(sock.native_handle());
     io_ = std::make_shared<tls_stream>(std::move(sock), ctx_->native_handle());
     set_peer_name(io_->ssl(), verify_name_.empty() ? host : verify_name_, !verify_name_.empty());
     const auto err = co_await io_->handshake(false);

@@ -9,28 +9,13 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
-#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace muxgate::net {
-
-void tune_agent_socket(int fd, std::uint32_t unsent, std::string_view who)
-{
-    const int one = 1;
-    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
-        spdlog::warn("{}: setsockopt TCP_NODELAY: {}", who, std::strerror(errno));
-    // The configuration bounds socket_unsent to 1 GiB, so it fits an int.
-    const int v = static_cast<int>(unsent);
-    if (v > 0 && ::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof v) != 0)
-        spdlog::warn("{}: setsockopt TCP_NOTSENT_LOWAT {} (limits.socket_unsent): {}; the kernel's "
-                     "default applies", who, unsent, std::strerror(errno));
-}
 
 namespace asio = boost::asio;
 using boost::system::error_code;

@@ -25,16 +25,6 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 namespace muxgate::net {
 
-// Socket options of the one agent connection, on both ends: TCP_NODELAY
-// (frames are already batched into messages), and TCP_NOTSENT_LOWAT =
-// `unsent` (limits.socket_unsent; 0 leaves the kernel's default, unbounded).
-// The latter keeps at most about that much unsent in the kernel's send
-// buffer; the writer holds the rest, so a small frame written after a bulk
-// burst queues behind at most this much instead of megabytes of socket
-// buffer. Bytes in flight are not limited, so long links still fill. A
-// failure is logged (with `who`) and the connection goes on without it.
-void tune_agent_socket(int fd, std::uint32_t unsent, std::string_view who);
-
 class tls_stream : public std::enable_shared_from_this<tls_stream> {
 public:
     using socket_type = boost::asio::generic::stream_protocol::socket;
