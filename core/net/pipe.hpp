@@ -125,11 +125,14 @@ public:
 
     // ---- wiring ----
     // Pipes sharing a `group` never have events running at the same time
-    // (the owner rule of the ABI). Set once, before bind() and before the
-    // handle is published: other threads read it through event_group()
-    // (open_stream / timer_add with this pipe as owner), the strand only
-    // once bound.
-    void set_group(std::shared_ptr<std::recursive_mutex> group) { group_ = std::move(group); }
+    // (the owner rule of the ABI); none given: a group of its own. Set once,
+    // before bind() and before the handle is published: other threads read
+    // it through event_group() (open_stream / timer_add with this pipe as
+    // owner), the strand only once bound.
+    void set_group(std::shared_ptr<std::recursive_mutex> group)
+    {
+        group_ = group ? std::move(group) : std::make_shared<std::recursive_mutex>();
+    }
     const std::shared_ptr<std::recursive_mutex>& event_group() const noexcept { return group_; }
     // Events of this pipe go to `events` with `user`, under the group's
     // lock. Call on the strand, or before the pipe has any I/O: finish() and

@@ -340,7 +340,7 @@ void plugin_host::log(int level, std::string_view text) const
 mg_handle plugin_host::adopt(const std::shared_ptr<net::pipe>& p, void* user,
                              std::shared_ptr<std::recursive_mutex> group)
 {
-    p->set_group(group ? std::move(group) : std::make_shared<std::recursive_mutex>());
+    p->set_group(std::move(group));
     p->bind(shared_from_this(), user);
     return net::pipe_registry::instance().add(p);
 }
@@ -358,7 +358,7 @@ mg_handle plugin_host::adopt_live(const std::shared_ptr<net::pipe>& p, void* use
     }
     // The strand reads the group only once events are bound, and the post
     // below orders this write before that.
-    p->set_group(group ? std::move(group) : std::make_shared<std::recursive_mutex>());
+    p->set_group(std::move(group));
     const auto h = net::pipe_registry::instance().add(p);
     // The plugin's calls on `h` from its thread are posted to the strand
     // after this, so they find the pipe bound.
