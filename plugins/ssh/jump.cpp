@@ -28,8 +28,12 @@ constexpr std::size_t channel_queue_high = 256 * 1024;
 constexpr std::size_t read_chunk = 64 * 1024;
 // The session loop wakes at least this often to notice a stop request.
 constexpr int poll_ms = 1000;
-// After the session ends, how long its socket stays open to let the last
-// packets (a disconnect message) leave and the client's last bytes arrive.
+// When the session ends, how long libssh may take to send what it still
+// holds (the disconnect message above all) to a client that reads slowly or
+// not at all, before the session's thread gives up on it.
+constexpr int flush_ms = 2000;
+// After that, how long the socket stays open to let the last packets leave
+// and the client's last bytes arrive.
 constexpr int linger_ms = 2000;
 
 // A lingering close: send FIN after what was written, read and drop what the
@@ -61,14 +65,15 @@ void linger_close(int fd)
 // socket in one go, but libssh's non-blocking writer only writes once a poll
 // has reported the socket writable since its last write; otherwise it queues
 // the packet for a POLLOUT that never comes, and the close drops it. So the
-// queued output is flushed first (input that arrives meanwhile is no longer
-// acted on: the message callback is removed), libssh is told the socket is
-// writable, and the disconnect then goes out at once.
+// queued output is flushed first, libssh is told the socket is writable, and
+// the disconnect then goes out at once. Requests that arrive during the flush
+// are dropped unanswered (a callback returning 0 frees them): without a
+// callback libssh would queue them, without bound.
 void disconnect_flushed(ssh_session s)
 {
     if (!ssh_is_connected(s)) return;
-    ssh_set_message_callback(s, nullptr, nullptr);
-    ssh_blocking_flush(s, linger_ms);
+    ssh_set_message_callback(s, [](ssh_session, ssh_message, void*) { return 0; }, nullptr);
+    ssh_blocking_flush(s, flush_ms);
     ssh_set_fd_towrite(s);
     ssh_disconnect(s);
 }
