@@ -217,7 +217,6 @@ private:
     clock::time_point last_rx_;
     clock::time_point drain_deadline_;
     std::uint64_t heartbeat_seq_ = 0;
-    std::uint64_t heartbeat_acked_ = 0;
     clock::time_point last_heartbeat_sent_;
     std::uint64_t ignored_ = 0;
 };
