@@ -47,12 +47,20 @@ tc class add dev lo parent 1: classid 1:2 htb rate "$RATE" quantum 65536
 tc filter add dev lo parent 1: protocol ip u32 match ip sport $PORT 0xffff flowid 1:1
 tc filter add dev lo parent 1: protocol ip u32 match ip dport $PORT 0xffff flowid 1:2
 
+# wait_for WHAT SECONDS TEST...: poll TEST every 0.1 s; fail naming WHAT.
+wait_for() {
+    local what=$1 n=$(( $2 * 10 )); shift 2
+    for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+    echo "slowlink: $what did not happen within ${n}00 ms" >&2
+    exit 1
+}
+
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 "$OUT/mgbench" serve >"$OUT/ports.json" & PIDS+=($!)
-for _ in $(seq 50); do [[ -s $OUT/ports.json ]] && break; sleep 0.1; done
+wait_for "mgbench serve writing $OUT/ports.json" 5 test -s "$OUT/ports.json"
 port() { /usr/bin/python3 -c "import json,sys;print(json.load(open('$OUT/ports.json'))['$1'])"; }
 ECHO=$(port echo); SRC=$(port source); SINK=$(port sink)
 TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -104,13 +112,11 @@ remote_port = 20003
 local = "127.0.0.1:$SINK"
 EOF
     "$BIN/muxgate" --config "$OUT/gateway.toml" >"$OUT/gateway-$UNSENT.log" 2>&1 & GW=$!
-    for _ in $(seq 50); do [[ -s $OUT/cert.pem ]] && break; sleep 0.1; done
+    wait_for "the gateway writing its certificate (log: $OUT/gateway-$UNSENT.log)" 5 test -s "$OUT/cert.pem"
     "$BIN/muxgate-agent" --config "$OUT/agent.toml" >"$OUT/agent-$UNSENT.log" 2>&1 & AG=$!
     PIDS+=("$GW" "$AG")
-    for _ in $(seq 100); do
-        grep -q "20003" "$OUT/agent-$UNSENT.log" 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_for "the agent opening its tunnels (log: $OUT/agent-$UNSENT.log)" 10 \
+        grep -q "20003" "$OUT/agent-$UNSENT.log"
     R=$OUT/unsent-$UNSENT
     : >"$R-idle.json"; : >"$R-down.json"; : >"$R-up.json"
     for rep in 1 2 3; do
