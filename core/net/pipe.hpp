@@ -25,6 +25,7 @@
 #include <muxgate/plugin.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -90,6 +91,32 @@ public:
     mg_handle handle() const noexcept { return handle_.load(std::memory_order_relaxed); }
     bool finished() const noexcept { return finished_.load(std::memory_order_relaxed); }
     bool opened() const noexcept { return opened_; }
+
+    // Runs f(*this) on the pipe's strand, in the order of the calls, from
+    // any thread: at once when the caller is on the strand and no earlier
+    // call is still waiting there (a plugin acting inside an event sees the
+    // effect at once), else posted behind the waiting ones. Without the
+    // second condition, a call made on the pipe's strand would overtake
+    // calls another strand posted before it: a request head written from a
+    // stream's event ahead of the earlier requests written from the client's.
+    template <class F>
+    void in_order(F&& f)
+    {
+        if (runs_in_order_now()) {
+            f(*this);
+            return;
+        }
+        waiting_calls_.fetch_add(1, std::memory_order_relaxed);
+        asio::post(ex_, [self = shared_from_this(), fn = std::forward<F>(f)]() mutable {
+            self->waiting_calls_.fetch_sub(1, std::memory_order_relaxed);
+            fn(*self);
+        });
+    }
+    // Would in_order() run a call made now at once?
+    bool runs_in_order_now() const noexcept
+    {
+        return ex_.running_in_this_thread() && waiting_calls_.load(std::memory_order_relaxed) == 0;
+    }
 
     // Facts for logs, audits and mg_pipe_info; set before the pipe is shared.
     std::string peer_address;
@@ -221,6 +248,10 @@ private:
 
     const mg_pipe_kind kind_;
     strand_type ex_;
+    // in_order() calls posted to the strand and not yet run. Callers that
+    // must stay ordered are ordered among themselves (one thread, or the
+    // event group's lock), which also orders their reads of this counter.
+    std::atomic<std::uint32_t> waiting_calls_{0};
     // Set once by the registry, possibly off the strand (adopt_live).
     std::atomic<mg_handle> handle_{MG_HANDLE_NONE};
     const clock::time_point created_;

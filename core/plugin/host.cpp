@@ -21,18 +21,14 @@ namespace {
 std::string_view sv(mg_str s) { return s.data ? std::string_view{s.data, s.size} : std::string_view{}; }
 mg_str ms(const std::string& s) { return mg_str{s.data(), s.size()}; }
 
-// Runs `f(pipe)` on the pipe's strand: inline when already there (so a
-// plugin acting inside an event sees the effect at once), else posted.
+// Runs `f(pipe)` on the pipe's strand, after the plugin's earlier calls on
+// the same pipe (pipe::in_order).
 template <class F>
 mg_status on_pipe(mg_handle h, F&& f)
 {
     auto p = net::pipe_registry::instance().find(h);
     if (!p) return MG_ERR_GONE;
-    if (p->get_executor().running_in_this_thread()) {
-        f(*p);
-        return MG_OK;
-    }
-    asio::post(p->get_executor(), [p, fn = std::forward<F>(f)]() mutable { fn(*p); });
+    p->in_order(std::forward<F>(f));
     return MG_OK;
 }
 
@@ -53,14 +49,15 @@ struct host_api_impl {
         if (size == 0) return MG_OK;
         const bool over = p->outbound_bytes() + size > p->limits().high_watermark;
         const std::span<const std::uint8_t> bytes{static_cast<const std::uint8_t*>(data), size};
-        if (p->get_executor().running_in_this_thread()) {
+        if (p->runs_in_order_now()) {
             p->write_copy(bytes);
             if (over) p->request_writable();
         } else {
+            // Counted now, so that MG_AGAIN answers for what is on its way.
             p->reserve_outbound(size);
-            asio::post(p->get_executor(), [p, c = net::chunk::copy_of(bytes), over]() mutable {
-                p->write_reserved(std::move(c));
-                if (over) p->request_writable();
+            p->in_order([c = net::chunk::copy_of(bytes), over](net::pipe& q) mutable {
+                q.write_reserved(std::move(c));
+                if (over) q.request_writable();
             });
         }
         return over ? MG_AGAIN : MG_OK;
@@ -360,11 +357,11 @@ mg_handle plugin_host::adopt_live(const std::shared_ptr<net::pipe>& p, void* use
     // below orders this write before that.
     p->set_group(std::move(group));
     const auto h = net::pipe_registry::instance().add(p);
-    // The plugin's calls on `h` from its thread are posted to the strand
-    // after this, so they find the pipe bound.
-    asio::post(ex, [p, self = shared_from_this(), user] {
-        p->bind(self, user);
-        p->replay_open();
+    // The plugin's calls on `h` run in order after this (pipe::in_order),
+    // so they find the pipe bound.
+    p->in_order([self = shared_from_this(), user](net::pipe& q) {
+        q.bind(self, user);
+        q.replay_open();
     });
     return h;
 }
