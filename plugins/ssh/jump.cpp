@@ -225,14 +225,20 @@ void jump_channel::on_open(mg_handle)
 
 void jump_channel::on_data(mg_handle h, const std::uint8_t* d, std::size_t n)
 {
-    bool pause = false;
     {
         std::lock_guard l{sess_->m_};
         in_.emplace_back(reinterpret_cast<const char*>(d), n);
         in_bytes_ += n;
-        if (in_bytes_ > channel_queue_high && !stream_paused_) pause = stream_paused_ = true;
+        // Paused under the lock that decided it, like the session thread's
+        // resume in pump(): the host applies a pipe's calls in call order,
+        // so a pause issued after the lock was released could land after a
+        // resume decided later, and the stream would stay paused. Pausing
+        // only stops reading: no event comes back into this lock.
+        if (in_bytes_ > channel_queue_high && !stream_paused_) {
+            stream_paused_ = true;
+            sess_->srv_.host_.set_reading(h, false);
+        }
     }
-    if (pause) sess_->srv_.host_.set_reading(h, false);
     sess_->wake();
 }
 
@@ -431,7 +437,20 @@ void jump_session::pump(jump_channel& c)
     auto& host = srv_.host_;
     if (!c.ch_) return;
     // Stream -> channel, within the client's window.
-    bool resume = false, stream_fin = false, stream_closed = false, clean = false;
+    bool stream_fin = false, stream_closed = false, clean = false;
+    // Under m_: resume the stream once its queue is down to half (issued
+    // under the lock, see jump_channel::on_data; from this thread, which is
+    // on no strand, the host posts it, so no event re-enters the lock), and
+    // take the stream's end state.
+    const auto settle = [&] {
+        if (c.stream_paused_ && c.in_bytes_ <= channel_queue_high / 2) {
+            c.stream_paused_ = false;
+            host.set_reading(c.stream_, true);
+        }
+        stream_fin = c.stream_fin_;
+        stream_closed = c.stream_closed_;
+        clean = c.stream_clean_;
+    };
     for (;;) {
         std::string chunk;
         {
@@ -441,13 +460,7 @@ void jump_session::pump(jump_channel& c)
                 c.ch_paused_ = false;
             }
             if (c.in_.empty() || c.close_sent_) {
-                if (c.stream_paused_ && c.in_bytes_ <= channel_queue_high / 2) {
-                    c.stream_paused_ = false;
-                    resume = true;
-                }
-                stream_fin = c.stream_fin_;
-                stream_closed = c.stream_closed_;
-                clean = c.stream_clean_;
+                settle();
                 break;
             }
             chunk = std::move(c.in_.front());
@@ -468,13 +481,7 @@ void jump_session::pump(jump_channel& c)
             c.down_ += off;
             if (off < chunk.size() && !ssh_channel_is_closed(c.ch_)) {
                 c.in_.push_front(chunk.substr(off));
-                if (c.stream_paused_ && c.in_bytes_ <= channel_queue_high / 2) {
-                    c.stream_paused_ = false;
-                    resume = true;
-                }
-                stream_fin = c.stream_fin_;
-                stream_closed = c.stream_closed_;
-                clean = c.stream_clean_;
+                settle();
                 break;
             }
             if (off < chunk.size()) {  // the channel is closed: drop the rest
@@ -482,7 +489,6 @@ void jump_session::pump(jump_channel& c)
             }
         }
     }
-    if (resume) host.set_reading(c.stream_, true);
 
     bool queue_empty;
     {
